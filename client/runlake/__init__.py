@@ -1,0 +1,1 @@
+"""runlake: track, find and query machine-learning runs."""

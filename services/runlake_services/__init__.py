@@ -1,0 +1,4 @@
+"""runlake's server side: gateway, event logs, fold, compactor, query service.
+
+Imported only by server processes; the SDK (package ``runlake``) never needs it.
+"""
