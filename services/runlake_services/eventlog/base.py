@@ -1,0 +1,121 @@
+"""Interfaces of the event log and of the state the gateway validates against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlparse
+
+from runlake.errors import InvalidArgument
+
+__all__ = [
+    "Appended",
+    "Catalog",
+    "EventLog",
+    "ExperimentState",
+    "LogRecord",
+    "RunState",
+    "StateChanges",
+    "open_event_log",
+]
+
+
+@dataclass(frozen=True)
+class ExperimentState:
+    experiment_id: str
+    name: str
+    lifecycle_stage: str  # "active" | "deleted"
+    artifact_location: str
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    experiment_id: str
+    status: str  # RunStatus name: RUNNING, FINISHED …
+    lifecycle_stage: str
+
+
+@dataclass
+class StateChanges:
+    """What the catalog must remember once a batch is durable (same transaction)."""
+
+    experiments: dict[str, ExperimentState] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    params: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.experiments or self.runs or self.params)
+
+
+@dataclass(frozen=True)
+class Appended:
+    position: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    position: int
+    payload: bytes  # a serialized runlake.v1.LoggedBatch
+
+
+class Catalog(Protocol):
+    """The entity state the gateway needs to validate a batch before appending it."""
+
+    def experiment(self, experiment_id: str) -> ExperimentState | None: ...
+
+    def experiment_by_name(self, name: str) -> ExperimentState | None: ...
+
+    def runs(self, run_ids: Sequence[str]) -> Mapping[str, RunState]: ...
+
+    def params(self, run_id: str, keys: Sequence[str]) -> Mapping[str, str]: ...
+
+
+class EventLog(Protocol):
+    """An ordered, durable log of batches with batch-id idempotency."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def find(self, batch_id: str) -> int | None:
+        """The position of an already appended batch id, if any."""
+        ...
+
+    def append(self, batch_id: str, payload: bytes, changes: StateChanges) -> Appended:
+        """Make ``payload`` durable with ``changes``; returns only once both are durable."""
+        ...
+
+    def read(self, after: int, *, max_records: int, max_bytes: int) -> list[LogRecord]:
+        """Records with position > ``after``, in order."""
+        ...
+
+    def end_position(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+_BUILDERS: dict[str, Callable[[str], EventLog]] = {}
+
+
+def _sqlite(uri: str) -> EventLog:
+    from runlake_services.eventlog.sqlite import SqliteEventLog
+
+    path = urlparse(uri).path
+    if not path or path == "/":
+        raise InvalidArgument(f"{uri!r} names no database file", field="log_uri")
+    return SqliteEventLog(path)
+
+
+_BUILDERS["sqlite"] = _sqlite
+
+
+def open_event_log(uri: str) -> EventLog:
+    """Open the log named by ``uri`` (``sqlite:///path/to/log.db``)."""
+    scheme = urlparse(uri).scheme
+    builder = _BUILDERS.get(scheme)
+    if builder is None:
+        valid = ", ".join(f"{s}://" for s in sorted(_BUILDERS))
+        raise InvalidArgument(f"unknown scheme in {uri!r}; valid: {valid}", field="log_uri")
+    return builder(uri)
