@@ -16,7 +16,7 @@ class HealthServer:
 
     def __init__(self, host: str, port: int, status: Callable[[], dict[str, Any]]) -> None:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] not in ("/health", "/ping"):
                     self.send_error(404, "not found")
                     return
@@ -27,7 +27,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # keep the server's output to its own lines
 
         self._server = ThreadingHTTPServer((host, port), Handler)

@@ -16,8 +16,8 @@ from types import FrameType
 from typing import Any
 
 import grpc
-
 from runlake.v1 import gateway_pb2_grpc, query_pb2_grpc
+
 from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.embedded.config import ServerConfig
 from runlake_services.embedded.http import HealthServer

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from google.protobuf import json_format
-
 from runlake.columns import MetricArrays, unpack_metrics
 from runlake.v1 import events_pb2
+
 from runlake_services.eventlog import LogRecord
 from runlake_services.tables.schema import TABLES, FoldResult
 
@@ -182,12 +182,10 @@ def fold(records: Sequence[Record]) -> FoldResult:
         meta = batch.meta
         ts = meta.received_at_ms
         for i, event in enumerate(batch.events):
-            kind = event.WhichOneof("body")
-            if kind is None:  # an event type newer than this fold: keep it in the audit trail
-                kind = "unknown"
-                body: Any = event
-            else:
-                body = getattr(event, kind)
+            which = event.WhichOneof("body")
+            # an event type newer than this fold: kept in the audit trail, folded nowhere else
+            kind: str = which if which is not None else "unknown"
+            body: Any = getattr(event, which) if which is not None else event
             ev["position"].append(position)
             ev["batch_id"].append(meta.batch_id)
             ev["event_index"].append(i)
@@ -211,9 +209,7 @@ def fold(records: Sequence[Record]) -> FoldResult:
             ],
         ),
         "runs": _rows("runs", list(acc.runs.values())),
-        "params": _rows(
-            "params", [{"run_id": r, "key": k, "value": v} for r, k, v in acc.params]
-        ),
+        "params": _rows("params", [{"run_id": r, "key": k, "value": v} for r, k, v in acc.params]),
         "tags": _rows(
             "tags",
             [
@@ -235,6 +231,4 @@ def fold(records: Sequence[Record]) -> FoldResult:
         if acc.metric_parts
         else metrics_schema.empty_table()
     )
-    return FoldResult(
-        tables=tables, first_position=records[0][0], last_position=records[-1][0]
-    )
+    return FoldResult(tables=tables, first_position=records[0][0], last_position=records[-1][0])

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import grpc
-
-from runlake.errors import RunlakeError, ResourceExhausted
+from runlake.errors import ResourceExhausted, RunlakeError
 from runlake.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc
+
 from runlake_services.eventlog import EventLog, ExperimentState, StateChanges
 from runlake_services.gateway.validation import (
     check_tags,
@@ -51,8 +51,7 @@ class Backlog:
     def check(self) -> None:
         if self._pending > self.limit:
             raise ResourceExhausted(
-                f"{self._pending} bytes wait to be folded (limit {self.limit}); "
-                "retry in 1 s",
+                f"{self._pending} bytes wait to be folded (limit {self.limit}); retry in 1 s",
                 field="events",
             )
 
@@ -94,9 +93,7 @@ class Ingestor:
                 self._on_append(appended.position)
         return appended.position
 
-    def write(
-        self, request: gateway_pb2.WriteRequest, *, user: str
-    ) -> gateway_pb2.WriteResponse:
+    def write(self, request: gateway_pb2.WriteRequest, *, user: str) -> gateway_pb2.WriteResponse:
         existing = self._log.find(request.batch_id) if request.batch_id else None
         if existing is not None:
             return gateway_pb2.WriteResponse(
@@ -181,7 +178,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, ingestor: Ingestor) -> None:
         self._ingestor = ingestor
 
-    def Write(  # noqa: N802 - gRPC method name
+    def Write(
         self, request: gateway_pb2.WriteRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.WriteResponse:
         try:
@@ -189,7 +186,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         except RunlakeError as exc:
             _abort(context, exc)
 
-    def WriteStream(  # noqa: N802 - gRPC method name
+    def WriteStream(
         self, request_iterator: Iterator[gateway_pb2.WriteRequest], context: grpc.ServicerContext
     ) -> gateway_pb2.WriteStreamResponse:
         user = _user(context)
@@ -199,11 +196,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 acks.acks.append(self._ingestor.write(request, user=user))
             except RunlakeError as exc:
                 done = len(acks.acks)
-                msg = f"batch {request.batch_id!r} (#{done} of the stream; {done} before it durable): {exc}"
+                msg = (
+                    f"batch {request.batch_id!r} (#{done} of the stream; "
+                    f"the {done} before it are durable): {exc}"
+                )
                 context.abort(exc.code, msg)
         return acks
 
-    def CreateExperiment(  # noqa: N802 - gRPC method name
+    def CreateExperiment(
         self, request: gateway_pb2.CreateExperimentRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.CreateExperimentResponse:
         try:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import os.path
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-
 from runlake.columns import unpack_metrics
 from runlake.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from runlake.v1 import events_pb2
+
 from runlake_services.eventlog import Catalog, ExperimentState, RunState, StateChanges
 from runlake_services.gateway import limits as L
 
@@ -192,7 +193,7 @@ def validate_batch(
         if checked is None:
             continue
         if kind == "metrics_logged":
-            points += len(unpack_metrics(ev.metrics_logged.points))
+            points += len(ev.metrics_logged.points.values) // 8
             if points > L.MAX_POINTS_PER_BATCH:
                 raise InvalidArgument(
                     f"more than {L.MAX_POINTS_PER_BATCH} metric points in one batch",
@@ -373,8 +374,7 @@ def _params_logged(
             fresh.append(p)
         elif old != p.value:
             raise InvalidArgument(
-                f"param {p.key!r} was logged as {old!r}; a param cannot change "
-                f"(got {p.value!r})",
+                f"param {p.key!r} was logged as {old!r}; a param cannot change (got {p.value!r})",
                 field=f"{f}.params[{j}].value",
             )
     if not fresh:
@@ -394,7 +394,9 @@ def _tag_deleted(o: _Overlay, b: events_pb2.TagDeleted, f: str, now: int) -> eve
     return events_pb2.Event(tag_deleted=b)
 
 
-_HANDLERS = {
+_Handler = Callable[[_Overlay, Any, str, int], events_pb2.Event | None]
+
+_HANDLERS: dict[str, _Handler] = {
     "experiment_renamed": _experiment_renamed,
     "experiment_deleted": _experiment_deleted,
     "experiment_restored": _experiment_restored,

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-
 from runlake_services.tables.delta_sink import DeltaTableSink
+
 from tests import events as ev
 from tests.conftest import Pipeline
 

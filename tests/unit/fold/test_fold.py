@@ -7,10 +7,10 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from runlake.v1 import events_pb2 as E
 from runlake_services.fold import fold
 from runlake_services.tables.schema import TABLES
+
 from tests import events as ev
 
 

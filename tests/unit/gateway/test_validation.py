@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from runlake.columns import pack_metrics
 from runlake.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, RunlakeError
 from runlake.v1 import events_pb2 as E
 from runlake.v1 import gateway_pb2 as G
+
 from tests import events as ev
 from tests.conftest import Pipeline
 
@@ -187,9 +187,9 @@ def test_unknown_parent(p: Pipeline) -> None:
 def test_experiment_name_unique_and_default_undeletable(p: Pipeline) -> None:
     made = p.ingestor.create_experiment(G.CreateExperimentRequest(name="exp"), user="t")
     assert made.experiment_id.isdigit()
-    with pytest.raises(AlreadyExists, match="^name"):
+    with pytest.raises(AlreadyExists, match=r"^name"):
         p.ingestor.create_experiment(G.CreateExperimentRequest(name="exp"), user="t")
-    with pytest.raises(InvalidArgument, match="^name"):
+    with pytest.raises(InvalidArgument, match=r"^name"):
         p.ingestor.create_experiment(G.CreateExperimentRequest(name="  "), user="t")
     req = ev.request("c:1", E.Event(experiment_deleted=E.ExperimentDeleted(experiment_id="0")))
     _rejects(p, req, Conflict, "events[0].experiment_deleted.experiment_id")
@@ -203,7 +203,9 @@ def test_client_cannot_send_experiment_created(p: Pipeline) -> None:
 _text = st.text(max_size=300)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     key=_text,
     value=_text,
