@@ -18,9 +18,8 @@ OUT = ROOT / "client"
 
 
 def generate() -> list[Path]:
-    from grpc_tools import protoc  # build-time dependency only
-
     import grpc_tools
+    from grpc_tools import protoc  # build-time dependency only
 
     sources = sorted(PROTO_ROOT.rglob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"

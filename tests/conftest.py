@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.eventlog import EventLog, open_event_log
 from runlake_services.gateway import Backlog, Ingestor

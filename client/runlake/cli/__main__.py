@@ -1,0 +1,3 @@
+from runlake.cli.app import main
+
+main()
