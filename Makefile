@@ -15,8 +15,8 @@ test: bootstrap
 	.venv/bin/python -m pytest -q $(ARGS)
 
 lint: bootstrap
-	.venv/bin/ruff check client services tests bench scripts
-	.venv/bin/ruff format --check client services tests bench scripts
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
 protos: bootstrap

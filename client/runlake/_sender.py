@@ -137,9 +137,15 @@ class Sender:
             self._wake.wait(0.02)
             self._wake.clear()
             while self._queue:
-                events, last_seq = self._take()
-                if events:
-                    self._send(events)
+                try:
+                    events, last_seq = self._take()
+                    if events:
+                        self._send(events)
+                except Exception as exc:  # never let the sender thread die
+                    last_seq = self._enqueued
+                    self._queue.clear()
+                    with self._cond:
+                        self._errors.append(RunlakeError(f"runlake sender: {exc!r}"))
                 with self._cond:
                     self._acked = last_seq
                     self._cond.notify_all()

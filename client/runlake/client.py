@@ -38,8 +38,10 @@ def _now_ms() -> int:
 def _int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral | np.integer):
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            return _int(int(value), field)
         raise InvalidArgument(f"must be an integer, got {value!r}", field=field)
+    if not -(2**63) <= int(value) < 2**63:
+        raise InvalidArgument(f"{value} does not fit in 64 bits", field=field)
     return int(value)
 
 

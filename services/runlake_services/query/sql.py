@@ -54,7 +54,7 @@ class SqlEngine:
             timer = threading.Timer(timeout_s, con.interrupt)
             timer.start()
             try:
-                reader: pa.RecordBatchReader = con.execute(query).to_arrow_reader(65_536)
+                reader: pa.RecordBatchReader = con.sql(query).to_arrow_reader(65_536)
                 batches = []
                 rows = 0
                 for batch in reader:
