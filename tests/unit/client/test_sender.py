@@ -152,7 +152,7 @@ def test_flush_times_out_when_the_server_is_gone() -> None:
 def test_client_side_checks_name_the_field(
     value: object, timestamp: object, step: object, field: str
 ) -> None:
-    with pytest.raises(InvalidArgument, match=f"^{field}"):
+    with pytest.raises(InvalidArgument, match=rf"^{field}"):
         point(value, timestamp, step)
 
 
@@ -167,5 +167,5 @@ def test_any_step_is_an_integer_or_rejected(step: object) -> None:
 
 
 def test_out_of_range_step_is_rejected_before_queueing() -> None:
-    with pytest.raises(InvalidArgument, match="^step.*64 bits"):
+    with pytest.raises(InvalidArgument, match=r"^step.*64 bits"):
         point(1.0, 5, 2**63)
