@@ -7,6 +7,7 @@ and send its latest position token, so a client reads its own writes.
 from __future__ import annotations
 
 import numbers
+import os
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunlakeClient"]
 
+_I64 = 2**63
 _STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
 
 
@@ -53,11 +55,22 @@ def _value(value: Any, field: str = "value") -> float:
 
 def point(value: Any, timestamp: Any, step: Any) -> tuple[float, int, int]:
     """Check what the wire cannot carry (a NaN step, a bool value) before anything is queued."""
-    return (
-        _value(value),
-        _now_ms() if timestamp is None else _int(timestamp, "timestamp"),
-        0 if step is None else _int(step, "step"),
-    )
+    # Fast paths for the common exact types keep this off the training loop's bill.
+    tv, ts, st = type(value), type(timestamp), type(step)
+    v = float(value) if tv is float or tv is int else _value(value)
+    if timestamp is None:
+        t = int(time.time() * 1000)
+    elif ts is int and 0 <= timestamp < _I64:
+        t = timestamp
+    else:
+        t = _int(timestamp, "timestamp")
+    if step is None:
+        s = 0
+    elif st is int and -_I64 <= step < _I64:
+        s = step
+    else:
+        s = _int(step, "step")
+    return v, t, s
 
 
 def _kv(items: dict[str, Any] | None) -> list[events_pb2.KeyValue]:
@@ -75,13 +88,20 @@ class RunlakeClient:
         self._gateway = gateway_pb2_grpc.GatewayStub(ch)
         self._query = query_pb2_grpc.QueryStub(ch)
         self._metadata = (("x-runlake-user", _context.user()),)
+        self._sender_pid = -1
+        self._sender_obj: Sender
 
     @property
-    def _sender(self) -> Sender:
-        return sender_for(self.tracking_uri, _context.user())
+    def sender(self) -> Sender:
+        """This process's ordered sender for the URI (a new one after fork)."""
+        pid = os.getpid()
+        if self._sender_pid != pid:
+            self._sender_obj = sender_for(self.tracking_uri, _context.user())
+            self._sender_pid = pid
+        return self._sender_obj
 
     def _read(self) -> query_pb2.ReadOptions:
-        return query_pb2.ReadOptions(min_position=self._sender.flush())
+        return query_pb2.ReadOptions(min_position=self.sender.flush())
 
     def _call(self, fn: Any, request: Any) -> Any:
         try:
@@ -91,21 +111,21 @@ class RunlakeClient:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is acknowledged; raise if any was rejected."""
-        self._sender.flush(timeout)
+        self.sender.flush(timeout)
 
     # -- experiments --
 
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
     ) -> str:
-        self._sender.flush()
+        self.sender.flush()
         reply = self._call(
             self._gateway.CreateExperiment,
             gateway_pb2.CreateExperimentRequest(
                 name=name, artifact_location=artifact_location or "", tags=_kv(tags)
             ),
         )
-        self._sender.token = max(self._sender.token, reply.position, key=lambda t: int(t or 0))
+        self.sender.token = max(self.sender.token, reply.position, key=lambda t: int(t or 0))
         return str(reply.experiment_id)
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -142,8 +162,8 @@ class RunlakeClient:
 
     def _entity_event(self, event: events_pb2.Event) -> None:
         """Lifecycle changes go through the ordered queue and are confirmed at once."""
-        self._sender.event(event)
-        self._sender.flush()
+        self.sender.event(event)
+        self.sender.flush()
 
     def delete_experiment(self, experiment_id: str) -> None:
         ev = events_pb2.ExperimentDeleted(experiment_id=experiment_id)
@@ -160,7 +180,7 @@ class RunlakeClient:
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         tag = events_pb2.KeyValue(key=key, value=str(value))
         ev = events_pb2.ExperimentTagSet(experiment_id=experiment_id, tag=tag)
-        self._sender.event(events_pb2.Event(experiment_tag_set=ev))
+        self.sender.event(events_pb2.Event(experiment_tag_set=ev))
 
     # -- runs: writes (enqueue only) --
 
@@ -178,7 +198,7 @@ class RunlakeClient:
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         name = run_name or all_tags.get("mlflow.runName") or f"run-{run_id[:8]}"
-        self._sender.event(
+        self.sender.event(
             events_pb2.Event(
                 run_created=events_pb2.RunCreated(
                     run_id=run_id,
@@ -212,7 +232,7 @@ class RunlakeClient:
         timestamp: int | None = None,
         step: int | None = None,
     ) -> None:
-        self._sender.metric(run_id, key, *point(value, timestamp, step))
+        self.sender.metric(run_id, key, *point(value, timestamp, step))
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, params={key: value})
@@ -221,7 +241,7 @@ class RunlakeClient:
         self.log_batch(run_id, tags={key: value})
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        self._sender.event(
+        self.sender.event(
             events_pb2.Event(tag_deleted=events_pb2.TagDeleted(run_id=run_id, key=key))
         )
 
@@ -236,10 +256,10 @@ class RunlakeClient:
             self.log_metric(run_id, m.key, m.value, m.timestamp, m.step)
         if params:
             ev = events_pb2.ParamsLogged(run_id=run_id, params=_kv(params))
-            self._sender.event(events_pb2.Event(params_logged=ev))
+            self.sender.event(events_pb2.Event(params_logged=ev))
         if tags:
             ev2 = events_pb2.TagsSet(run_id=run_id, tags=_kv(tags))
-            self._sender.event(events_pb2.Event(tags_set=ev2))
+            self.sender.event(events_pb2.Event(tags_set=ev2))
 
     def update_run(
         self,
@@ -260,7 +280,7 @@ class RunlakeClient:
             upd.end_time = _int(end_time, "end_time")
         if name is not None:
             upd.run_name = name
-        self._sender.event(events_pb2.Event(run_updated=upd))
+        self.sender.event(events_pb2.Event(run_updated=upd))
 
     def set_terminated(
         self, run_id: str, status: str = "FINISHED", end_time: int | None = None

@@ -29,11 +29,18 @@ class Session:
     experiment_id: str | None = None
     runs: list[Run] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    _client: RunlakeClient | None = None
+    _client_key: tuple[int, str | None, str | None] | None = None
 
     def client(self) -> RunlakeClient:
-        from runlake.client import RunlakeClient
+        """The session's client, made once per (process, URI): log calls are on the hot path."""
+        key = (os.getpid(), self.tracking_uri, os.environ.get("RUNLAKE_TRACKING_URI"))
+        if self._client is None or self._client_key != key:
+            from runlake.client import RunlakeClient
 
-        return RunlakeClient(self.tracking_uri)
+            self._client = RunlakeClient(self.tracking_uri)
+            self._client_key = key
+        return self._client
 
 
 session = Session()
@@ -179,7 +186,7 @@ def log_metric(
     from runlake.client import point
 
     checked = point(value, timestamp, step)
-    session.client().log_metric(_run_id(), key, *checked)
+    session.client().sender.metric(_run_id(), key, *checked)
 
 
 def log_metrics(
@@ -188,10 +195,10 @@ def log_metrics(
     from runlake.client import point
 
     checked = [(key, *point(value, timestamp, step)) for key, value in metrics.items()]
-    client = session.client()
+    sender = session.client().sender
     rid = _run_id()
     for key, v, ts, st in checked:
-        client.log_metric(rid, key, v, ts, st)
+        sender.metric(rid, key, v, ts, st)
 
 
 def set_tag(key: str, value: Any) -> None:
