@@ -218,7 +218,7 @@ def search(quick: bool, use_mlflow: bool, tmp: Path) -> list[Row]:
                     )
                 finally:
                     ms.stop()
-            row.mlflow = float(out.stdout.strip()) * 1000
+            row.mlflow = workloads.elapsed(out.stdout) * 1000
             row.target, row.met = "≥ 20x MLflow", row.mlflow >= 20 * row.runlake
         if n == 1_000_000:
             row.target, row.met = "≤ 100 ms", row.runlake <= 100
@@ -262,7 +262,7 @@ def history(quick: bool, use_mlflow: bool, tmp: Path) -> list[Row]:
                     )
                 finally:
                     ms.stop()
-                row.mlflow = float(out.stdout.strip()) * 1000
+                row.mlflow = workloads.elapsed(out.stdout) * 1000
                 row.target, row.met = "≥ 50x MLflow", row.mlflow >= 50 * row.runlake
             if n == 1_000_000:
                 row.target, row.met = "≤ 1,000 ms", row.runlake <= 1000
@@ -306,10 +306,16 @@ def main(
 ) -> None:
     names = [n for n in only.split(",") if n] or list(BENCHMARKS)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="runlake-bench-") as tmp:
-        for name in names:
-            console.print(f"[bold]running {name}[/bold]")
-            rows += BENCHMARKS[name](quick, mlflow, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory(prefix="runlake-bench-") as tmp:
+            for name in names:
+                console.print(f"[bold]running {name}[/bold]")
+                rows += BENCHMARKS[name](quick, mlflow, Path(tmp))
+    finally:
+        _print(rows, quick)
+
+
+def _print(rows: list[Row], quick: bool) -> None:
     table = Table(title="runlake benchmarks" + (" (quick)" if quick else ""))
     for col in ("benchmark", "runlake", "MLflow", "ratio", "target", "met", "notes"):
         table.add_column(col, overflow="fold")

@@ -135,7 +135,7 @@ for _ in range(int(sys.argv[2])):
                          order_by=["metrics.m2 DESC"], max_results=100)
     times.append(time.perf_counter() - t)
 assert len(runs) == 100, len(runs)
-print(statistics.median(times))
+print("ELAPSED", statistics.median(times))
 """
 
 MLFLOW_HISTORY = """
@@ -149,5 +149,5 @@ for s in range(0, n, 1000):
 t = time.perf_counter()
 pts = c.get_metric_history(rid, "h")
 assert len(pts) == n, len(pts)
-print(time.perf_counter() - t)
+print("ELAPSED", time.perf_counter() - t)
 """

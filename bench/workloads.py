@@ -24,7 +24,7 @@ t = time.perf_counter()
 for i in range(n):
     runlake.log_metric("m", float(i), step=i)
 runlake.flush()
-print(time.perf_counter() - t)
+print("ELAPSED", time.perf_counter() - t)
 runlake.end_run()
 """
 
@@ -41,7 +41,7 @@ now = int(time.time() * 1000)
 for s in range(0, n, 1000):
     batch = [Metric("m", float(i), now, i) for i in range(s, min(n, s + 1000))]
     c.log_batch(run.info.run_id, metrics=batch)
-print(time.perf_counter() - t)
+print("ELAPSED", time.perf_counter() - t)
 """
 
 RUNLAKE_MANY_RUNS = """
@@ -60,7 +60,7 @@ for r in range(n):
         c.log_metric(rid, "m", float(s), step=s)
     c.set_terminated(rid)
 c.flush()
-print(time.perf_counter() - t)
+print("ELAPSED", time.perf_counter() - t)
 """
 
 MLFLOW_MANY_RUNS = """
@@ -78,7 +78,7 @@ for r in range(n):
                 params=[Param(f"p{j}", str(j)) for j in range(5)],
                 tags=[RunTag(f"t{j}", str(j)) for j in range(3)])
     c.set_terminated(rid)
-print(time.perf_counter() - t)
+print("ELAPSED", time.perf_counter() - t)
 """
 
 
@@ -98,9 +98,22 @@ def fan_out(script: str, uri: str, per_worker: int, workers: int, *, mlflow: boo
         for _ in range(workers)
     ]
     times = []
-    for p in procs:
-        out, err = p.communicate(timeout=1800)
-        if p.returncode != 0:
-            raise RuntimeError(f"worker failed: {err[-2000:]}")
-        times.append(float(out.strip().splitlines()[0]))
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=1800)
+            if p.returncode != 0:
+                raise RuntimeError(f"worker failed: {err[-2000:]}")
+            times.append(elapsed(out))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     return max(times)
+
+
+def elapsed(stdout: str) -> float:
+    """The worker's figure, on its ``ELAPSED`` line (MLflow prints other lines to stdout)."""
+    for line in stdout.splitlines():
+        if line.startswith("ELAPSED "):
+            return float(line.split()[1])
+    raise RuntimeError(f"no ELAPSED line in worker output: {stdout[-500:]!r}")

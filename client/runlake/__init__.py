@@ -6,7 +6,19 @@
 """
 
 from runlake.client import RunlakeClient
-from runlake.entities import Experiment, Metric, Run, RunData, RunInfo, ViewType
+from runlake.entities import (
+    Experiment,
+    LifecycleStage,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
 from runlake.errors import RunlakeError
 from runlake.fluent import (
     ActiveRun,
@@ -41,10 +53,15 @@ from runlake.fluent import (
 __all__ = [
     "ActiveRun",
     "Experiment",
+    "LifecycleStage",
     "Metric",
+    "PagedList",
+    "Param",
     "Run",
     "RunData",
     "RunInfo",
+    "RunStatus",
+    "RunTag",
     "RunlakeClient",
     "RunlakeError",
     "ViewType",

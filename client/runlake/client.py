@@ -1,186 +1,199 @@
-"""RunlakeClient: the explicit API (MLflow's MlflowClient names); the fluent API sits on it.
+"""RunlakeClient: the explicit API with MLflow's ``MlflowClient`` names; the fluent API sits on it.
 
-Writes go through the process's ordered background sender; reads first flush it
-and send its latest position token, so a client reads its own writes.
+Writes go through the process's ordered background sender (:mod:`runlake._sender`):
+``create_run`` and ``log_*`` only enqueue; lifecycle changes (delete, restore,
+rename) enqueue too, so they never overtake earlier writes, and then flush so their
+errors surface at the call. Reads first flush and send the latest acknowledged
+position as ``ReadOptions.min_position``: a script that logs then reads sees its
+own writes. Every ``grpc.RpcError`` comes out as a :mod:`runlake.errors` class.
 """
 
 from __future__ import annotations
 
-import numbers
 import os
-import time
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import grpc
-import numpy as np
-import pyarrow as pa
 
-from runlake import _context
-from runlake._sender import Sender, sender_for
+from runlake import _context, _reads
+from runlake import _validate as chk
+from runlake._sender import Sender, existing_sender, sender_for
+from runlake._session import session
 from runlake._uri import channel, resolve
-from runlake.entities import Experiment, Metric, PagedList, Run, RunData, RunInfo, ViewType
-from runlake.errors import InvalidArgument, RunlakeError, from_grpc
+from runlake.entities import (
+    Experiment,
+    Metric,
+    PagedList,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    ViewType,
+)
+from runlake.errors import InvalidArgument, NotFound, RunlakeError, Unavailable, from_grpc
 from runlake.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2, query_pb2_grpc
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["RunlakeClient"]
 
-_I64 = 2**63
-_STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
+R = TypeVar("R")
+_RPC_TIMEOUT_S = 120.0
+_E = events_pb2.Event
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _read_wait_ms() -> int:
+    """How long a read waits for the tables to catch up with our writes (default 30 s)."""
+    try:
+        return int(os.environ.get("RUNLAKE_READ_WAIT_MS", "30000"))
+    except ValueError:
+        return 30_000
 
 
-def _int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral | np.integer):
-        if isinstance(value, float) and value.is_integer():
-            return _int(int(value), field)
-        raise InvalidArgument(f"must be an integer, got {value!r}", field=field)
-    if not -(2**63) <= int(value) < 2**63:
-        raise InvalidArgument(f"{value} does not fit in 64 bits", field=field)
-    return int(value)
-
-
-def _value(value: Any, field: str = "value") -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | np.number):
-        raise InvalidArgument(f"must be a real number, got {value!r}", field=field)
-    return float(value)
-
-
-def point(value: Any, timestamp: Any, step: Any) -> tuple[float, int, int]:
-    """Check what the wire cannot carry (a NaN step, a bool value) before anything is queued."""
-    # Fast paths for the common exact types keep this off the training loop's bill.
-    tv, ts, st = type(value), type(timestamp), type(step)
-    v = float(value) if tv is float or tv is int else _value(value)
-    if timestamp is None:
-        t = int(time.time() * 1000)
-    elif ts is int and 0 <= timestamp < _I64:
-        t = timestamp
-    else:
-        t = _int(timestamp, "timestamp")
-    if step is None:
-        s = 0
-    elif st is int and -_I64 <= step < _I64:
-        s = step
-    else:
-        s = _int(step, "step")
-    return v, t, s
-
-
-def _kv(items: dict[str, Any] | None) -> list[events_pb2.KeyValue]:
-    return [events_pb2.KeyValue(key=str(k), value=str(v)) for k, v in (items or {}).items()]
+def _view(view: ViewType | int | str) -> query_pb2.ViewType.ValueType:
+    v = ViewType.from_string(view) if isinstance(view, str) else ViewType(view)
+    return query_pb2.ViewType.ValueType(int(v))
 
 
 class RunlakeClient:
-    """Talks to one runlake server; cheap to create (channels are shared per process)."""
+    """Talks to one runlake server. Cheap to create: channel and sender are shared per process."""
 
     def __init__(self, tracking_uri: str | None = None) -> None:
-        from runlake import fluent
+        self.tracking_uri = resolve(tracking_uri, session.tracking_uri)
+        self._user = _context.user()
+        self._metadata = (("x-runlake-user", self._user),)
+        self._s: Sender | None = None
+        self._gateway_stub: gateway_pb2_grpc.GatewayStub | None = None
+        self._query_stub: query_pb2_grpc.QueryStub | None = None
 
-        self.tracking_uri = resolve(tracking_uri, fluent.session.tracking_uri)
-        ch = channel(self.tracking_uri)
-        self._gateway = gateway_pb2_grpc.GatewayStub(ch)
-        self._query = query_pb2_grpc.QueryStub(ch)
-        self._metadata = (("x-runlake-user", _context.user()),)
-        self._sender_pid = -1
-        self._sender_obj: Sender
+    # -- plumbing --
 
     @property
-    def sender(self) -> Sender:
-        """This process's ordered sender for the URI (a new one after fork)."""
-        pid = os.getpid()
-        if self._sender_pid != pid:
-            self._sender_obj = sender_for(self.tracking_uri, _context.user())
-            self._sender_pid = pid
-        return self._sender_obj
+    def _sender(self) -> Sender:
+        s = self._s
+        if s is None or s.stale:
+            s = self._s = sender_for(self.tracking_uri, self._user)
+        return s
+
+    @property
+    def _gateway(self) -> gateway_pb2_grpc.GatewayStub:
+        if self._gateway_stub is None:
+            self._gateway_stub = gateway_pb2_grpc.GatewayStub(channel(self.tracking_uri))
+        return self._gateway_stub
+
+    @property
+    def _query(self) -> query_pb2_grpc.QueryStub:
+        if self._query_stub is None:
+            self._query_stub = query_pb2_grpc.QueryStub(channel(self.tracking_uri))
+        return self._query_stub
 
     def _read(self) -> query_pb2.ReadOptions:
-        return query_pb2.ReadOptions(min_position=self.sender.flush())
+        """Flush our writes, then ask the read to wait until they are folded."""
+        s = self._s if self._s is not None and not self._s.stale else None
+        s = s or existing_sender(self.tracking_uri)
+        position = s.flush() if s is not None else ""
+        return query_pb2.ReadOptions(min_position=position, wait_timeout_ms=_read_wait_ms())
 
-    def _call(self, fn: Any, request: Any) -> Any:
+    def _call(self, fn: Callable[..., R], request: Any) -> R:
         try:
-            return fn(request, timeout=120, metadata=self._metadata)
+            return fn(request, timeout=_RPC_TIMEOUT_S, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise from_grpc(exc) from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> RunlakeError:
+        """The runlake error of a failed call; an unreachable server is named by its URI."""
+        err = from_grpc(exc)
+        if isinstance(err, Unavailable):
+            out = Unavailable(f"cannot reach the runlake server at {self.tracking_uri} ({err})")
+            out.code = err.code
+            return out
+        return err
+
+    def _enqueue_and_confirm(self, event: events_pb2.Event) -> None:
+        """Lifecycle changes keep their place in the write order, then are confirmed."""
+        s = self._sender
+        s.event(event)
+        s.flush()
 
     def flush(self, timeout: float | None = None) -> None:
-        """Block until everything logged so far is acknowledged; raise if any was rejected."""
-        self.sender.flush(timeout)
+        """Block until everything logged so far is acknowledged; raise the first rejection."""
+        self._sender.flush(timeout)
 
     # -- experiments --
 
     def create_experiment(
-        self, name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
     ) -> str:
-        self.sender.flush()
-        reply = self._call(
-            self._gateway.CreateExperiment,
-            gateway_pb2.CreateExperimentRequest(
-                name=name, artifact_location=artifact_location or "", tags=_kv(tags)
-            ),
+        """Create an experiment synchronously (after flushing) and return its id."""
+        request = gateway_pb2.CreateExperimentRequest(
+            name=chk.key(name, "name"),
+            artifact_location=artifact_location or "",
+            tags=chk.key_values(tags, "tags"),
         )
-        self.sender.token = max(self.sender.token, reply.position, key=lambda t: int(t or 0))
+        s = self._sender
+        s.flush()
+        reply = self._call(self._gateway.CreateExperiment, request)
+        s.note_position(reply.position)
         return str(reply.experiment_id)
 
     def get_experiment(self, experiment_id: str) -> Experiment:
-        req = query_pb2.GetExperimentRequest(read=self._read(), experiment_id=experiment_id)
+        req = query_pb2.GetExperimentRequest(read=self._read(), experiment_id=str(experiment_id))
         return Experiment.from_proto(self._call(self._query.GetExperiment, req))
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        req = query_pb2.GetExperimentRequest(read=self._read(), name=name)
+        """The experiment called ``name`` (deleted ones too), or None."""
+        req = query_pb2.GetExperimentRequest(read=self._read(), name=chk.key(name, "name"))
         try:
             return Experiment.from_proto(self._call(self._query.GetExperiment, req))
-        except RunlakeError as exc:
-            if exc.code == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def search_experiments(
         self,
-        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        view_type: ViewType | int | str = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
-        filter_string: str = "",
+        filter_string: str | None = None,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
-    ) -> list[Experiment]:
+    ) -> PagedList[Experiment]:
         req = query_pb2.SearchExperimentsRequest(
             read=self._read(),
-            view_type=query_pb2.ViewType.ValueType(int(view_type)),
-            filter=filter_string,
+            view_type=_view(view_type),
+            filter=filter_string or "",
             order_by=list(order_by or []),
-            max_results=max_results,
+            max_results=chk.integer(max_results, "max_results"),
             page_token=page_token or "",
         )
         reply = self._call(self._query.SearchExperiments, req)
-        return [Experiment.from_proto(e) for e in reply.experiments]
-
-    def _entity_event(self, event: events_pb2.Event) -> None:
-        """Lifecycle changes go through the ordered queue and are confirmed at once."""
-        self.sender.event(event)
-        self.sender.flush()
+        return PagedList(
+            [Experiment.from_proto(e) for e in reply.experiments], reply.next_page_token
+        )
 
     def delete_experiment(self, experiment_id: str) -> None:
-        ev = events_pb2.ExperimentDeleted(experiment_id=experiment_id)
-        self._entity_event(events_pb2.Event(experiment_deleted=ev))
+        ev = events_pb2.ExperimentDeleted(experiment_id=str(experiment_id))
+        self._enqueue_and_confirm(_E(experiment_deleted=ev))
 
     def restore_experiment(self, experiment_id: str) -> None:
-        ev = events_pb2.ExperimentRestored(experiment_id=experiment_id)
-        self._entity_event(events_pb2.Event(experiment_restored=ev))
+        ev = events_pb2.ExperimentRestored(experiment_id=str(experiment_id))
+        self._enqueue_and_confirm(_E(experiment_restored=ev))
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
-        ev = events_pb2.ExperimentRenamed(experiment_id=experiment_id, name=new_name)
-        self._entity_event(events_pb2.Event(experiment_renamed=ev))
+        ev = events_pb2.ExperimentRenamed(
+            experiment_id=str(experiment_id), name=chk.key(new_name, "name")
+        )
+        self._enqueue_and_confirm(_E(experiment_renamed=ev))
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
-        tag = events_pb2.KeyValue(key=key, value=str(value))
-        ev = events_pb2.ExperimentTagSet(experiment_id=experiment_id, tag=tag)
-        self.sender.event(events_pb2.Event(experiment_tag_set=ev))
+        (tag,) = chk.key_values({key: value}, "tags")
+        ev = events_pb2.ExperimentTagSet(experiment_id=str(experiment_id), tag=tag)
+        self._enqueue_and_confirm(_E(experiment_tag_set=ev))
 
     # -- runs: writes (enqueue only) --
 
@@ -192,37 +205,40 @@ class RunlakeClient:
         run_name: str | None = None,
         parent_run_id: str | None = None,
     ) -> Run:
+        """Start a run: its id is chosen here and RunCreated is only enqueued (no round trip)."""
         run_id = uuid.uuid4().hex
-        start = _int(start_time, "start_time") if start_time is not None else _now_ms()
-        all_tags = {**_context.run_context_tags(), **(tags or {})}
+        start = chk.now_ms() if start_time is None else chk.integer(start_time, "start_time")
+        kvs = {kv.key: kv.value for kv in chk.key_values(tags, "tags")}
+        name = run_name if run_name is not None else kvs.get("mlflow.runName")
+        name = chk.key(name, "run_name") if name else f"run-{run_id[:8]}"
+        kvs["mlflow.runName"] = name
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        name = run_name or all_tags.get("mlflow.runName") or f"run-{run_id[:8]}"
-        self.sender.event(
-            events_pb2.Event(
+            kvs["mlflow.parentRunId"] = chk.key(parent_run_id, "parent_run_id")
+        self._sender.event(
+            _E(
                 run_created=events_pb2.RunCreated(
                     run_id=run_id,
                     experiment_id=str(experiment_id),
-                    run_name=str(name),
+                    run_name=name,
                     start_time=start,
-                    user_id=_context.user(),
-                    tags=_kv(all_tags),
+                    user_id=self._user,
+                    tags=chk.key_values(kvs, "tags"),
                     parent_run_id=parent_run_id or "",
                 )
             )
         )
         info = RunInfo(
-            run_id,
-            str(name),
-            str(experiment_id),
-            _context.user(),
-            "RUNNING",
-            start,
-            None,
-            "active",
-            "",
+            run_id=run_id,
+            run_name=name,
+            experiment_id=str(experiment_id),
+            user_id=self._user,
+            status=RunStatus.RUNNING,
+            start_time=start,
+            end_time=None,
+            lifecycle_stage="active",
+            artifact_uri="",
         )
-        return Run(info, RunData(tags={k: str(v) for k, v in all_tags.items()}))
+        return Run(info, RunData(tags=kvs))
 
     def log_metric(
         self,
@@ -232,7 +248,20 @@ class RunlakeClient:
         timestamp: int | None = None,
         step: int | None = None,
     ) -> None:
-        self.sender.metric(run_id, key, *point(value, timestamp, step))
+        """Enqueue one point; checks run here (step an integer, value a real number)."""
+        v, ts, st = chk.point(value, timestamp, step)
+        self.enqueue_point(run_id, key, v, ts, st)
+
+    def enqueue_point(
+        self, run_id: str, name: str, value: float, timestamp: int, step: int
+    ) -> None:
+        """Enqueue an already checked point (the fluent API checks before choosing a run)."""
+        if type(name) is not str:
+            name = chk.key(name)
+        s = self._s
+        if s is None or s.stale:
+            s = self._sender
+        s.metric(run_id, name, value, timestamp, step)
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, params={key: value})
@@ -241,57 +270,67 @@ class RunlakeClient:
         self.log_batch(run_id, tags={key: value})
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        self.sender.event(
-            events_pb2.Event(tag_deleted=events_pb2.TagDeleted(run_id=run_id, key=key))
-        )
+        ev = events_pb2.TagDeleted(run_id=run_id, key=chk.key(key))
+        self._sender.event(_E(tag_deleted=ev))
 
     def log_batch(
         self,
         run_id: str,
         metrics: Iterable[Metric] = (),
-        params: dict[str, Any] | None = None,
-        tags: dict[str, Any] | None = None,
+        params: Iterable[Any] | dict[str, Any] = (),
+        tags: Iterable[Any] | dict[str, Any] = (),
     ) -> None:
-        for m in metrics:
-            self.log_metric(run_id, m.key, m.value, m.timestamp, m.step)
-        if params:
-            ev = events_pb2.ParamsLogged(run_id=run_id, params=_kv(params))
-            self.sender.event(events_pb2.Event(params_logged=ev))
-        if tags:
-            ev2 = events_pb2.TagsSet(run_id=run_id, tags=_kv(tags))
-            self.sender.event(events_pb2.Event(tags_set=ev2))
+        """Metric, Param and RunTag entities (or dicts for params/tags), checked before queueing."""
+        points = []
+        for i, m in enumerate(metrics):
+            if not isinstance(m, Metric):
+                raise InvalidArgument(f"must be a Metric, got {m!r}", field=f"metrics[{i}]")
+            points.append((chk.key(m.key), *chk.point(m.value, m.timestamp, m.step)))
+        param_kvs = chk.key_values(params, "params")
+        tag_kvs = chk.key_values(tags, "tags")
+        s = self._sender
+        for name, v, ts, st in points:
+            s.metric(run_id, name, v, ts, st)
+        if param_kvs:
+            s.event(_E(params_logged=events_pb2.ParamsLogged(run_id=run_id, params=param_kvs)))
+        if tag_kvs:
+            s.event(_E(tags_set=events_pb2.TagsSet(run_id=run_id, tags=tag_kvs)))
 
     def update_run(
         self,
         run_id: str,
         status: str | None = None,
         name: str | None = None,
+        *,
         end_time: int | None = None,
     ) -> None:
-        if status is not None and status not in _STATUSES:
-            raise InvalidArgument(f"{status!r} is not one of {sorted(_STATUSES)}", field="status")
-        upd = events_pb2.RunUpdated(
-            run_id=run_id,
-            status=events_pb2.RunStatus.Value(status)
-            if status
-            else events_pb2.RUN_STATUS_UNSPECIFIED,
-        )
+        """Change status, name or end time; only what is given changes (RunUpdated)."""
+        upd = events_pb2.RunUpdated(run_id=run_id)
+        if status is not None:
+            upd.status = RunStatus.to_proto(status)
         if end_time is not None:
-            upd.end_time = _int(end_time, "end_time")
+            upd.end_time = chk.integer(end_time, "end_time")
         if name is not None:
-            upd.run_name = name
-        self.sender.event(events_pb2.Event(run_updated=upd))
+            upd.run_name = chk.key(name, "name")
+        s = self._sender
+        s.event(_E(run_updated=upd))
+        if name is not None:  # as MLflow: the name is mirrored in the mlflow.runName tag
+            tag = events_pb2.KeyValue(key="mlflow.runName", value=name)
+            s.event(_E(tags_set=events_pb2.TagsSet(run_id=run_id, tags=[tag])))
 
     def set_terminated(
         self, run_id: str, status: str = "FINISHED", end_time: int | None = None
     ) -> None:
-        self.update_run(run_id, status=status, end_time=end_time or _now_ms())
+        """End a run (enqueued, in order after everything logged to it)."""
+        self.update_run(
+            run_id, status=status, end_time=chk.now_ms() if end_time is None else end_time
+        )
 
     def delete_run(self, run_id: str) -> None:
-        self._entity_event(events_pb2.Event(run_deleted=events_pb2.RunDeleted(run_id=run_id)))
+        self._enqueue_and_confirm(_E(run_deleted=events_pb2.RunDeleted(run_id=run_id)))
 
     def restore_run(self, run_id: str) -> None:
-        self._entity_event(events_pb2.Event(run_restored=events_pb2.RunRestored(run_id=run_id)))
+        self._enqueue_and_confirm(_E(run_restored=events_pb2.RunRestored(run_id=run_id)))
 
     # -- runs: reads --
 
@@ -301,49 +340,59 @@ class RunlakeClient:
 
     def search_runs(
         self,
-        experiment_ids: Sequence[str] | None = None,
+        experiment_ids: Sequence[str] | str | None = None,
         filter_string: str = "",
-        run_view_type: ViewType = ViewType.ACTIVE_ONLY,
+        run_view_type: ViewType | int | str = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
-    ) -> PagedList:
+    ) -> PagedList[Run]:
+        """One page of runs matching MLflow's filter syntax; ``.token`` fetches the next."""
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids or [])
         req = query_pb2.SearchRunsRequest(
             read=self._read(),
-            experiment_ids=[str(e) for e in experiment_ids or []],
-            filter=filter_string,
-            view_type=query_pb2.ViewType.ValueType(int(run_view_type)),
+            experiment_ids=[str(e) for e in ids],
+            filter=filter_string or "",
+            view_type=_view(run_view_type),
             order_by=list(order_by or []),
-            max_results=max_results,
+            max_results=chk.integer(max_results, "max_results"),
             page_token=page_token or "",
         )
         reply = self._call(self._query.SearchRuns, req)
         return PagedList([Run.from_proto(r) for r in reply.runs], reply.next_page_token)
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of one metric, ordered by step then timestamp."""
         req = query_pb2.GetMetricHistoryRequest(read=self._read(), run_id=run_id, key=key)
         try:
-            chunks = list(self._query.GetMetricHistory(req, timeout=120, metadata=self._metadata))
+            chunks = list(
+                self._query.GetMetricHistory(req, timeout=_RPC_TIMEOUT_S, metadata=self._metadata)
+            )
         except grpc.RpcError as exc:
-            raise from_grpc(exc) from None
-        out: list[Metric] = []
-        for c in chunks:
-            vals = np.frombuffer(c.values, "<f8").tolist()
-            stamps = np.frombuffer(c.timestamps, "<i8").tolist()
-            steps = np.frombuffer(c.steps, "<i8").tolist()
-            out.extend(map(Metric, [key] * len(vals), vals, stamps, steps))
-        return out
+            raise self._error(exc) from None
+        return _reads.history(key, chunks)
+
+    @overload
+    def sql(
+        self, query: str, *, arrow: Literal[False] = False, timeout_s: float = 30.0
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def sql(self, query: str, *, arrow: Literal[True], timeout_s: float = 30.0) -> pa.Table: ...
 
     def sql(
         self, query: str, *, arrow: bool = False, timeout_s: float = 30.0
     ) -> pd.DataFrame | pa.Table:
+        """One read-only SQL statement over the table views: a DataFrame (or an Arrow table)."""
         req = query_pb2.SqlRequest(read=self._read(), query=query, timeout_ms=int(timeout_s * 1000))
         try:
-            data = b"".join(
+            chunks = [
                 c.arrow_ipc
-                for c in self._query.Sql(req, timeout=timeout_s + 60, metadata=self._metadata)
-            )
+                for c in self._query.Sql(
+                    req, timeout=timeout_s + _RPC_TIMEOUT_S, metadata=self._metadata
+                )
+            ]
         except grpc.RpcError as exc:
-            raise from_grpc(exc) from None
-        table = pa.ipc.open_stream(data).read_all()
+            raise self._error(exc) from None
+        table = _reads.arrow_table(chunks)
         return table if arrow else table.to_pandas()

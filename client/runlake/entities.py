@@ -1,23 +1,100 @@
-"""Plain entity classes, MLflow's shapes; converted from protos at the edge."""
+"""Plain, frozen entity classes in MLflow's shapes, converted from protos at the edge.
+
+Code written against MLflow's entities (``run.info.run_id``, ``run.data.metrics``,
+``info.status == "FINISHED"``) reads runlake's the same way; the protos never leak
+past :mod:`runlake.client`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Generic, TypeVar
 
+from runlake.errors import InvalidArgument
 from runlake.v1 import events_pb2, query_pb2
 
-__all__ = ["Experiment", "Metric", "PagedList", "Run", "RunData", "RunInfo", "ViewType"]
+__all__ = [
+    "Experiment",
+    "LifecycleStage",
+    "Metric",
+    "PagedList",
+    "Param",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunStatus",
+    "RunTag",
+    "ViewType",
+]
+
+T = TypeVar("T")
 
 
 class ViewType(IntEnum):
+    """Which lifecycle stages a search returns (MLflow's ``ViewType``)."""
+
     ACTIVE_ONLY = query_pb2.ACTIVE_ONLY
     DELETED_ONLY = query_pb2.DELETED_ONLY
     ALL = query_pb2.ALL
 
+    @classmethod
+    def from_string(cls, name: str) -> ViewType:
+        """``"active"``/``"active_only"``, ``"deleted"``/``"deleted_only"`` or ``"all"``."""
+        key = name.strip().upper()
+        aliases = {"ACTIVE": "ACTIVE_ONLY", "DELETED": "DELETED_ONLY"}
+        try:
+            return cls[aliases.get(key, key)]
+        except KeyError:
+            raise InvalidArgument(
+                f"{name!r} is not one of active, deleted, all", field="view_type"
+            ) from None
 
-def _stage(stage: int) -> str:
-    return "deleted" if stage == query_pb2.DELETED else "active"
+
+class LifecycleStage:
+    """The two lifecycle stages, as the strings MLflow uses."""
+
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+    @staticmethod
+    def from_proto(stage: int) -> str:
+        return LifecycleStage.DELETED if stage == query_pb2.DELETED else LifecycleStage.ACTIVE
+
+
+class RunStatus:
+    """Run statuses as MLflow's strings, with the conversions to and from the wire enum."""
+
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    _ALL = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+    @staticmethod
+    def all_status() -> list[str]:
+        return list(RunStatus._ALL)
+
+    @staticmethod
+    def is_terminated(status: str) -> bool:
+        """FINISHED, FAILED and KILLED end a run."""
+        return status in ("FINISHED", "FAILED", "KILLED")
+
+    @staticmethod
+    def to_proto(status: str, field: str = "status") -> events_pb2.RunStatus.ValueType:
+        """The wire enum of ``status``; InvalidArgument naming ``field`` when unknown."""
+        if status not in RunStatus._ALL:
+            raise InvalidArgument(
+                f"{status!r} is not one of {', '.join(RunStatus._ALL)}", field=field
+            )
+        return events_pb2.RunStatus.Value(status)
+
+    @staticmethod
+    def from_proto(status: int) -> str:
+        if status == events_pb2.RUN_STATUS_UNSPECIFIED:
+            return RunStatus.RUNNING
+        return events_pb2.RunStatus.Name(status)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -26,29 +103,43 @@ class Experiment:
     name: str
     artifact_location: str
     lifecycle_stage: str
-    creation_time: int
-    last_update_time: int
     tags: dict[str, str] = field(default_factory=dict)
+    creation_time: int | None = None
+    last_update_time: int | None = None
 
     @classmethod
     def from_proto(cls, p: query_pb2.Experiment) -> Experiment:
         return cls(
-            p.experiment_id,
-            p.name,
-            p.artifact_location,
-            _stage(p.lifecycle_stage),
-            p.creation_time,
-            p.last_update_time,
-            {t.key: t.value for t in p.tags},
+            experiment_id=p.experiment_id,
+            name=p.name,
+            artifact_location=p.artifact_location,
+            lifecycle_stage=LifecycleStage.from_proto(p.lifecycle_stage),
+            tags={t.key: t.value for t in p.tags},
+            creation_time=p.creation_time,
+            last_update_time=p.last_update_time,
         )
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One metric point; ``timestamp`` in ms since the epoch."""
+
     key: str
     value: float
     timestamp: int
     step: int
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RunTag:
+    key: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -65,14 +156,39 @@ class RunInfo:
 
     @property
     def run_uuid(self) -> str:
+        """MLflow's older name for ``run_id``."""
         return self.run_id
+
+    @classmethod
+    def from_proto(cls, i: query_pb2.RunInfo) -> RunInfo:
+        return cls(
+            run_id=i.run_id,
+            run_name=i.run_name,
+            experiment_id=i.experiment_id,
+            user_id=i.user_id,
+            status=RunStatus.from_proto(i.status),
+            start_time=i.start_time,
+            end_time=i.end_time if i.HasField("end_time") else None,
+            lifecycle_stage=LifecycleStage.from_proto(i.lifecycle_stage),
+            artifact_uri=i.artifact_uri,
+        )
 
 
 @dataclass(frozen=True)
 class RunData:
+    """Latest value per metric key, and the params and tags, as dicts."""
+
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, d: query_pb2.RunData) -> RunData:
+        return cls(
+            metrics={m.key: m.value for m in d.metrics},
+            params={kv.key: kv.value for kv in d.params},
+            tags={kv.key: kv.value for kv in d.tags},
+        )
 
 
 @dataclass(frozen=True)
@@ -82,29 +198,12 @@ class Run:
 
     @classmethod
     def from_proto(cls, p: query_pb2.Run) -> Run:
-        i = p.info
-        info = RunInfo(
-            i.run_id,
-            i.run_name,
-            i.experiment_id,
-            i.user_id,
-            events_pb2.RunStatus.Name(i.status),
-            i.start_time,
-            i.end_time if i.HasField("end_time") else None,
-            _stage(i.lifecycle_stage),
-            i.artifact_uri,
-        )
-        data = RunData(
-            {m.key: m.value for m in p.data.metrics},
-            {kv.key: kv.value for kv in p.data.params},
-            {kv.key: kv.value for kv in p.data.tags},
-        )
-        return cls(info, data)
+        return cls(RunInfo.from_proto(p.info), RunData.from_proto(p.data))
 
 
-class PagedList(list[Run]):
-    """A page of results; ``token`` fetches the next page ("" when this is the last)."""
+class PagedList(list[T], Generic[T]):
+    """A page of results; ``token`` fetches the next page ("" or None after the last)."""
 
-    def __init__(self, items: list[Run], token: str) -> None:
+    def __init__(self, items: list[T], token: str | None) -> None:
         super().__init__(items)
-        self.token = token
+        self.token = token or None

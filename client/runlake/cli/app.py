@@ -1,48 +1,97 @@
-"""Typer application; each command is thin over RunlakeClient."""
+"""Typer application; each command is thin over RunlakeClient.
+
+Exit codes: 0 success, 1 a runlake error (one clean ``error: field: message`` line on
+stderr, no traceback), 2 a usage error (click's own handling: unknown option, bad
+``--output`` choice, a malformed ``--tracking-uri``).
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from runlake.cli._output import Output, emit
-from runlake.entities import Run, ViewType
+from runlake.cli._output import Output, View, emit
+from runlake.entities import Experiment, Run, ViewType
 from runlake.errors import RunlakeError
 
+if TYPE_CHECKING:
+    from runlake.client import RunlakeClient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 app = typer.Typer(
-    help="runlake: ML lifecycle on an event-sourced backend.",
+    help="runlake: ML lifecycle tracking on an event-sourced backend.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
-experiments = typer.Typer(help="Experiments.", no_args_is_help=True)
-runs = typer.Typer(help="Runs.", no_args_is_help=True)
+experiments = typer.Typer(help="List and create experiments.", no_args_is_help=True)
+runs = typer.Typer(help="Search and inspect runs.", no_args_is_help=True)
 app.add_typer(experiments, name="experiments")
 app.add_typer(runs, name="runs")
 
-_state: dict[str, str | None] = {"uri": None}
+_VIEWS = {
+    View.active: ViewType.ACTIVE_ONLY,
+    View.deleted: ViewType.DELETED_ONLY,
+    View.all: ViewType.ALL,
+}
+
+
+def _check_uri(value: str | None) -> str | None:
+    from runlake._uri import validate
+
+    if value is None:
+        return None
+    try:
+        return validate(value)
+    except RunlakeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
 
 UriOpt = Annotated[
     str | None,
     typer.Option(
-        "--tracking-uri", envvar="RUNLAKE_TRACKING_URI", help="grpc://host:port of the server."
+        "--tracking-uri",
+        envvar="RUNLAKE_TRACKING_URI",
+        help="grpc://host:port of the server (default grpc://127.0.0.1:5055).",
+        callback=_check_uri,
     ),
 ]
 OutOpt = Annotated[Output, typer.Option("--output", "-o", help="table, json or csv.")]
+ViewOpt = Annotated[View, typer.Option("--view", help="active, deleted or all.")]
 
 
 @app.callback()
-def _root(tracking_uri: UriOpt = None) -> None:
-    _state["uri"] = tracking_uri
+def _root(ctx: typer.Context, tracking_uri: UriOpt = None) -> None:
+    ctx.obj = tracking_uri
 
 
-def _client() -> Any:
+def _client(ctx: typer.Context) -> RunlakeClient:
     from runlake.client import RunlakeClient
 
-    return RunlakeClient(_state["uri"])
+    root = ctx.find_root()
+    return RunlakeClient(root.obj if isinstance(root.obj, str) else None)
+
+
+def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a runlake error into one stderr line and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except RunlakeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
 
 
 def _ms(ms: int | None) -> str:
@@ -53,60 +102,76 @@ def _ms(ms: int | None) -> str:
 
 @app.command()
 def server(
-    data_dir: Annotated[Path, typer.Option(envvar="RUNLAKE_DATA_DIR")] = Path(".runlake/data"),
-    host: Annotated[str, typer.Option(envvar="RUNLAKE_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="RUNLAKE_PORT")] = 5055,
-    http_port: Annotated[int, typer.Option(envvar="RUNLAKE_HTTP_PORT")] = 5056,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", envvar="RUNLAKE_DATA_DIR", help="Where data lives.")
+    ] = Path(".runlake/data"),
+    host: Annotated[str, typer.Option("--host", envvar="RUNLAKE_HOST")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", envvar="RUNLAKE_PORT", min=0, max=65535, help="gRPC port.")
+    ] = 5055,
+    http_port: Annotated[
+        int,
+        typer.Option("--http-port", envvar="RUNLAKE_HTTP_PORT", min=0, max=65535, help="Health."),
+    ] = 5056,
 ) -> None:
     """Start the embedded all-in-one server (gateway, compactor, query service)."""
     from runlake_services.embedded import ServerConfig, run_server
 
-    run_server(ServerConfig(data_dir=data_dir, host=host, port=port, http_port=http_port))
+    try:
+        config = ServerConfig(data_dir=data_dir, host=host, port=port, http_port=http_port)
+    except ValueError as exc:  # pydantic's ValidationError
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    clean_errors(run_server)(config)
 
 
 @experiments.command("list")
+@clean_errors
 def experiments_list(
-    view: Annotated[str, typer.Option(help="active, deleted or all")] = "active",
-    output: OutOpt = Output.table,
+    ctx: typer.Context, view: ViewOpt = View.active, output: OutOpt = Output.table
 ) -> None:
     """List experiments."""
-    views = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
-    if view not in views:
-        raise typer.BadParameter("must be active, deleted or all", param_hint="--view")
-    found = _client().search_experiments(view_type=views[view])
+    client = _client(ctx)
+    found: list[Experiment] = []
+    token: str | None = None
+    while True:
+        page = client.search_experiments(view_type=_VIEWS[view], max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
     rows = [
         {
             "experiment_id": e.experiment_id,
             "name": e.name,
             "lifecycle_stage": e.lifecycle_stage,
             "artifact_location": e.artifact_location,
-            "created": _ms(e.creation_time),
+            "creation_time": _ms(e.creation_time) if output is Output.table else e.creation_time,
         }
         for e in found
     ]
-    emit(
-        rows,
-        ["experiment_id", "name", "lifecycle_stage", "artifact_location", "created"],
-        output,
-        "Experiments",
-    )
+    cols = ["experiment_id", "name", "lifecycle_stage", "artifact_location", "creation_time"]
+    emit(rows, cols, output, "Experiments")
 
 
 @experiments.command("create")
-def experiments_create(name: str) -> None:
+@clean_errors
+def experiments_create(ctx: typer.Context, name: str) -> None:
     """Create an experiment and print its id."""
-    print(_client().create_experiment(name))
+    typer.echo(_client(ctx).create_experiment(name))
 
 
-def _run_row(r: Run) -> dict[str, Any]:
+def _run_row(r: Run, *, all_tags: bool) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run_id": r.info.run_id,
         "run_name": r.info.run_name,
         "experiment_id": r.info.experiment_id,
         "status": r.info.status,
+        "user_id": r.info.user_id,
         "start_time": r.info.start_time,
         "end_time": r.info.end_time,
         "lifecycle_stage": r.info.lifecycle_stage,
+        "artifact_uri": r.info.artifact_uri,
     }
     row.update({f"metrics.{k}": v for k, v in sorted(r.data.metrics.items())})
     row.update({f"params.{k}": v for k, v in sorted(r.data.params.items())})
@@ -114,49 +179,54 @@ def _run_row(r: Run) -> dict[str, Any]:
         {
             f"tags.{k}": v
             for k, v in sorted(r.data.tags.items())
-            if not k.startswith(("mlflow.", "runlake."))
+            if all_tags or not k.startswith(("mlflow.", "runlake."))
         }
     )
     return row
 
 
 @runs.command("search")
+@clean_errors
 def runs_search(
-    experiment_id: Annotated[list[str] | None, typer.Option("--experiment-id", "-e")] = None,
-    filter: Annotated[str, typer.Option("--filter", "-f")] = "",
-    order_by: Annotated[list[str] | None, typer.Option("--order-by")] = None,
-    max_results: Annotated[int, typer.Option("--max-results")] = 100,
-    view: Annotated[str, typer.Option(help="active, deleted or all")] = "active",
+    ctx: typer.Context,
+    experiment_id: Annotated[
+        list[str] | None, typer.Option("--experiment-id", "-e", help="Repeat for several.")
+    ] = None,
+    filter_string: Annotated[
+        str,
+        typer.Option("--filter", "-f", help="e.g. \"metrics.loss < 0.5 AND params.lr = '0.1'\""),
+    ] = "",
+    order_by: Annotated[
+        list[str] | None, typer.Option("--order-by", help="e.g. 'metrics.loss ASC'; repeatable.")
+    ] = None,
+    max_results: Annotated[int, typer.Option("--max-results", min=1, max=50_000)] = 100,
+    view: ViewOpt = View.active,
     output: OutOpt = Output.table,
 ) -> None:
     """Search runs with MLflow's filter syntax (plus OR and parentheses)."""
-    views = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
-    if view not in views:
-        raise typer.BadParameter("must be active, deleted or all", param_hint="--view")
-    found = _client().search_runs(
-        experiment_id or [], filter, views[view], max_results, order_by or []
+    found = _client(ctx).search_runs(
+        experiment_id or [], filter_string, _VIEWS[view], max_results, order_by or []
     )
-    rows = [_run_row(r) for r in found]
-    cols: list[str] = []
+    rows = [_run_row(r, all_tags=output is not Output.table) for r in found]
+    cols: dict[str, None] = {}
     for row in rows:
-        cols.extend(c for c in row if c not in cols)
+        cols.update(dict.fromkeys(row))
+    columns = list(cols) or ["run_id"]
     if output is Output.table:
         for row in rows:
-            row["start_time"] = _ms(row["start_time"])
-            row["end_time"] = _ms(row["end_time"])
-        cols = [c for c in cols if c not in ("experiment_id", "lifecycle_stage")]
-    emit(rows, cols or ["run_id"], output, f"{len(rows)} runs")
+            row["start_time"], row["end_time"] = _ms(row["start_time"]), _ms(row["end_time"])
+        hidden = {"experiment_id", "lifecycle_stage", "artifact_uri", "user_id"}
+        columns = [c for c in columns if c not in hidden]
+    emit(rows, columns, output, f"{len(rows)} runs")
 
 
 @runs.command("get")
-def runs_get(run_id: str, output: OutOpt = Output.table) -> None:
+@clean_errors
+def runs_get(ctx: typer.Context, run_id: str, output: OutOpt = Output.table) -> None:
     """Show one run: attributes, latest metrics, params and tags."""
-    r = _client().get_run(run_id)
-    row = _run_row(r)
-    row.update({f"tags.{k}": v for k, v in sorted(r.data.tags.items())})
+    row = _run_row(_client(ctx).get_run(run_id), all_tags=True)
     if output is Output.table:
-        row["start_time"] = _ms(row["start_time"])
-        row["end_time"] = _ms(row["end_time"])
+        row["start_time"], row["end_time"] = _ms(row["start_time"]), _ms(row["end_time"])
         emit(
             [{"field": k, "value": v} for k, v in row.items()],
             ["field", "value"],
@@ -168,24 +238,31 @@ def runs_get(run_id: str, output: OutOpt = Output.table) -> None:
 
 
 @runs.command("history")
-def runs_history(run_id: str, key: str, output: OutOpt = Output.table) -> None:
-    """The full history of one metric of a run."""
-    points = _client().get_metric_history(run_id, key)
+@clean_errors
+def runs_history(ctx: typer.Context, run_id: str, key: str, output: OutOpt = Output.table) -> None:
+    """The full history of one metric of a run, by step."""
+    points = _client(ctx).get_metric_history(run_id, key)
     rows = [{"step": m.step, "timestamp": m.timestamp, "value": m.value} for m in points]
     emit(rows, ["step", "timestamp", "value"], output, f"{key} ({len(rows)} points)")
 
 
 @app.command()
-def sql(query: str, output: OutOpt = Output.table) -> None:
-    """Run one read-only SQL statement over the table views."""
-    table = _client().sql(query, arrow=True)
+@clean_errors
+def sql(ctx: typer.Context, query: str, output: OutOpt = Output.table) -> None:
+    """Run one read-only SQL statement over the table views (runs, metrics, params, …)."""
+    table = _client(ctx).sql(query, arrow=True)
     emit(table.to_pylist(), table.column_names, output)
 
 
 def main() -> None:
-    """Entry point: runlake errors print one clean line (exit 1); usage errors exit 2."""
+    """Entry point. Anything unexpected still ends in one line, not a traceback."""
     try:
         app()
     except RunlakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)
