@@ -59,6 +59,17 @@ _RETRYABLE = frozenset(
         grpc.StatusCode.DEADLINE_EXCEEDED,
     }
 )
+#: Answers about the batch's content: bisect to drop only the event at fault. Any other
+#: non-retryable answer (INTERNAL, UNIMPLEMENTED, ...) drops the batch whole, error kept.
+_REJECTED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
 _HINT = re.compile(r"retry in (\d+(?:\.\d+)?) ?(ms|s)\b")
 _EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
 
@@ -285,7 +296,7 @@ class Sender:
             return
 
     def _rejected_batch(self, batch: Batch, exc: grpc.RpcError) -> None:
-        if len(batch.events) > 1:
+        if len(batch.events) > 1 and _code(exc) in _REJECTED:
             left, right = self._batcher.split(batch)
             self._send(left)
             self._send(right)
@@ -300,8 +311,12 @@ class Sender:
         m = _EVENT_INDEX.match(detail)
         if m:
             detail = f"events[{int(m[1]) + batch.offset}]{detail[m.end() :]}"
-        kind = batch.events[0].WhichOneof("body") or "event"
-        out = type(err)(f"{detail} (batch {batch.origin}, {kind})")
+        what: str
+        if len(batch.events) == 1:
+            what = batch.events[0].WhichOneof("body") or "event"
+        else:
+            what = f"{len(batch.events)} events dropped"
+        out = type(err)(f"{detail} (batch {batch.origin}, {what})")
         out.code = err.code
         out.field = detail.split(": ", 1)[0] if ": " in detail else None
         return out

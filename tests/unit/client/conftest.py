@@ -112,6 +112,7 @@ class FakeQuery(query_pb2_grpc.QueryServicer):
     history: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
     sql_table: pa.Table | None = None
     error: tuple[grpc.StatusCode, str] | None = None
+    gateway: FakeGateway | None = None  #: experiments it created become readable
 
     def _check(self, read: Q.ReadOptions, context: grpc.ServicerContext) -> None:
         self.reads.append(read)
@@ -122,7 +123,12 @@ class FakeQuery(query_pb2_grpc.QueryServicer):
         self, request: Q.GetExperimentRequest, context: grpc.ServicerContext
     ) -> Q.Experiment:
         self._check(request.read, context)
-        for exp in self.experiments.values():
+        created = self.gateway.experiments.items() if self.gateway is not None else []
+        known = {
+            eid: Q.Experiment(experiment_id=eid, name=name, lifecycle_stage=Q.ACTIVE)
+            for eid, name in created
+        }
+        for exp in {**known, **self.experiments}.values():
             if exp.experiment_id == request.experiment_id or exp.name == request.name:
                 return exp
         context.abort(grpc.StatusCode.NOT_FOUND, "experiment_id: no such experiment")
@@ -133,6 +139,17 @@ class FakeQuery(query_pb2_grpc.QueryServicer):
     ) -> Q.SearchExperimentsResponse:
         self._check(request.read, context)
         return Q.SearchExperimentsResponse(experiments=list(self.experiments.values()))
+
+    def GetRun(self, request: Q.GetRunRequest, context: grpc.ServicerContext) -> Q.Run:
+        self._check(request.read, context)
+        info = Q.RunInfo(
+            run_id=request.run_id,
+            experiment_id="0",
+            status=E.FINISHED,
+            lifecycle_stage=Q.ACTIVE,
+            end_time=5,
+        )
+        return Q.Run(info=info, data=Q.RunData(params=[E.KeyValue(key="lr", value="0.1")]))
 
     def SearchRuns(
         self, request: Q.SearchRunsRequest, context: grpc.ServicerContext
@@ -178,7 +195,8 @@ class Fakes:
 
 @pytest.fixture
 def fakes() -> Iterator[Fakes]:
-    gateway, query = FakeGateway(), FakeQuery()
+    gateway = FakeGateway()
+    query = FakeQuery(gateway=gateway)
     server = grpc.server(futures.ThreadPoolExecutor(8))
     gateway_pb2_grpc.add_GatewayServicer_to_server(gateway, server)
     query_pb2_grpc.add_QueryServicer_to_server(query, server)
