@@ -1,4 +1,9 @@
-"""The gRPC Query service: thin over RunsIndex, MetricHistory and SqlEngine."""
+"""The gRPC Query service: thin over RunsIndex, MetricHistory and SqlEngine.
+
+Every rpc first waits for the request's read position (read-your-writes), so a
+read never answers from a state older than a write its caller saw acknowledged;
+past the wait it fails with DEADLINE_EXCEEDED rather than answering stale.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,47 @@ from runlake_services.query.history import MetricHistory
 from runlake_services.query.sql import SqlEngine
 from runlake_services.query.state import RunsIndex
 
-__all__ = ["QueryServicer"]
+__all__ = ["MAX_IPC_CHUNK", "QueryServicer", "add_to_server", "arrow_ipc_chunks"]
 
 T = TypeVar("T")
-_CHUNK = 1024 * 1024
+MAX_IPC_CHUNK = 1024 * 1024
+DEFAULT_SQL_TIMEOUT_S = 30.0
+DEFAULT_SQL_MAX_ROWS = 1_000_000
+
+
+class _Sink:
+    """A write-only file for the IPC writer that hands its bytes back in bounded pieces."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self, size: int, *, final: bool = False) -> Iterator[bytes]:
+        while len(self.buffer) >= size or (final and self.buffer):
+            piece = bytes(self.buffer[:size])
+            del self.buffer[:size]
+            yield piece
+
+
+def arrow_ipc_chunks(table: pa.Table, chunk_bytes: int = MAX_IPC_CHUNK) -> Iterator[bytes]:
+    """``table`` as one Arrow IPC stream, cut into pieces of at most ``chunk_bytes``."""
+    sink = _Sink()
+    writer = pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema)
+    for batch in table.to_batches(max_chunksize=16_384):
+        writer.write_batch(batch)
+        yield from sink.take(chunk_bytes)
+    writer.close()
+    yield from sink.take(chunk_bytes, final=True)
 
 
 class QueryServicer(query_pb2_grpc.QueryServicer):
@@ -46,12 +88,10 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             return fn()
         except RunlakeError as exc:
             context.abort(exc.code, str(exc))
-            raise AssertionError("unreachable") from exc
+            raise AssertionError("unreachable: abort raises") from exc
 
     def GetExperiment(
-        self,
-        request: query_pb2.GetExperimentRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.GetExperimentRequest, context: grpc.ServicerContext
     ) -> query_pb2.Experiment:
         which = request.WhichOneof("selector")
         return self._call(
@@ -64,11 +104,9 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         )
 
     def SearchExperiments(
-        self,
-        request: query_pb2.SearchExperimentsRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.SearchExperimentsRequest, context: grpc.ServicerContext
     ) -> query_pb2.SearchExperimentsResponse:
-        def run() -> query_pb2.SearchExperimentsResponse:
+        def search() -> query_pb2.SearchExperimentsResponse:
             found, token = self._state.search_experiments(
                 request.view_type,
                 request.filter,
@@ -78,21 +116,17 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             )
             return query_pb2.SearchExperimentsResponse(experiments=found, next_page_token=token)
 
-        return self._call(request.read, context, run)
+        return self._call(request.read, context, search)
 
     def GetRun(
-        self,
-        request: query_pb2.GetRunRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.GetRunRequest, context: grpc.ServicerContext
     ) -> query_pb2.Run:
         return self._call(request.read, context, lambda: self._state.get_run(request.run_id))
 
     def SearchRuns(
-        self,
-        request: query_pb2.SearchRunsRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.SearchRunsRequest, context: grpc.ServicerContext
     ) -> query_pb2.SearchRunsResponse:
-        def run() -> query_pb2.SearchRunsResponse:
+        def search() -> query_pb2.SearchRunsResponse:
             runs, token = self._state.search_runs(
                 list(request.experiment_ids),
                 request.filter,
@@ -103,44 +137,37 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             )
             return query_pb2.SearchRunsResponse(runs=runs, next_page_token=token)
 
-        return self._call(request.read, context, run)
+        return self._call(request.read, context, search)
 
     def GetMetricHistory(
-        self,
-        request: query_pb2.GetMetricHistoryRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.GetMetricHistoryRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.MetricHistoryChunk]:
+        # Read fully inside _call, so a failure is a status, not a half-sent stream.
         chunks = self._call(
             request.read, context, lambda: list(self._history.chunks(request.run_id, request.key))
         )
         yield from chunks
 
     def Sql(
-        self,
-        request: query_pb2.SqlRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.SqlRequest, context: grpc.ServicerContext
     ) -> Iterator[query_pb2.SqlChunk]:
+        timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else DEFAULT_SQL_TIMEOUT_S
+        max_rows = request.max_rows if request.max_rows > 0 else DEFAULT_SQL_MAX_ROWS
         table = self._call(
             request.read,
             context,
-            lambda: self._sql.execute(
-                request.query,
-                timeout_s=request.timeout_ms / 1000 if request.timeout_ms > 0 else 30.0,
-                max_rows=request.max_rows if request.max_rows > 0 else 1_000_000,
-            ),
+            lambda: self._sql.execute(request.query, timeout_s=timeout, max_rows=max_rows),
         )
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        data = sink.getvalue().to_pybytes()
-        for start in range(0, max(len(data), 1), _CHUNK):
-            yield query_pb2.SqlChunk(arrow_ipc=data[start : start + _CHUNK])
+        for piece in arrow_ipc_chunks(table):
+            yield query_pb2.SqlChunk(arrow_ipc=piece)
 
     def GetPosition(
-        self,
-        request: query_pb2.PositionRequest,
-        context: grpc.ServicerContext,
+        self, request: query_pb2.PositionRequest, context: grpc.ServicerContext
     ) -> query_pb2.PositionResponse:
         return query_pb2.PositionResponse(
             log_end=str(self._progress.log_end), folded=str(self._progress.folded)
         )
+
+
+def add_to_server(servicer: QueryServicer, server: grpc.Server) -> None:
+    query_pb2_grpc.add_QueryServicer_to_server(servicer, server)
