@@ -1,4 +1,9 @@
-"""MLflow 3.17.2 in its own virtual environment (cached under .runlake/bench/), telemetry off."""
+"""MLflow in its own virtual environment under ``.runlake/bench/mlflow-venv``.
+
+mlflow is not a dependency of runlake, so everything that imports it (its server, and the
+client-side worker scripts) runs on this venv's interpreter. The venv is made once; a
+marker file holding the installed version makes every later call instant.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,76 @@ import subprocess
 import sys
 from pathlib import Path
 
+__all__ = ["ROOT", "VENV", "VERSION", "env", "mlflow_exe", "python"]
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".runlake" / "bench" / "mlflow-venv"
+#: 3.17.2 is known to install here; 3.18.0 does not.
 VERSION = "3.17.2"
-ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+_MARKER = VENV / ".bench-mlflow-version"
+_LOG = VENV.parent / "install.log"
+_INSTALL_TIMEOUT_S = 1800
+
+
+def env() -> dict[str, str]:
+    """The environment for MLflow processes: telemetry off, nothing of runlake's leaking in."""
+    out = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RUNLAKE_", "MLFLOW_", "VIRTUAL_ENV", "PYTHONPATH"))
+    }
+    out.update(
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+        MLFLOW_ENABLE_ASYNC_LOGGING="false",
+        PYTHONUNBUFFERED="1",
+        PYTHONWARNINGS="ignore",
+    )
+    return out
+
+
+def _bin(name: str) -> Path:
+    return VENV / "bin" / name
 
 
 def python() -> str:
-    """The MLflow venv's interpreter, installing it on first use."""
-    exe = VENV / "bin" / "python"
+    """The MLflow venv's interpreter, creating the venv and installing mlflow on first use."""
+    exe = _bin("python")
+    if exe.exists() and _MARKER.exists() and _MARKER.read_text().strip() == VERSION:
+        return str(exe)
+    VENV.parent.mkdir(parents=True, exist_ok=True)
     if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(VENV)], check=True, timeout=_INSTALL_TIMEOUT_S
+        )
     probe = subprocess.run(
         [str(exe), "-c", "import mlflow; print(mlflow.__version__)"],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=env(),
+        timeout=300,
     )
     if probe.stdout.strip() != VERSION:
-        print(f"bench: installing mlflow=={VERSION} into {VENV.relative_to(ROOT)}", flush=True)
-        subprocess.run([str(exe), "-m", "pip", "install", "-q", f"mlflow=={VERSION}"], check=True)
+        print(
+            f"bench: installing mlflow=={VERSION} into {VENV.relative_to(ROOT)} "
+            f"(once; log in {_LOG.relative_to(ROOT)})",
+            file=sys.stderr,
+            flush=True,
+        )
+        with _LOG.open("w") as log:
+            subprocess.run(
+                [str(exe), "-m", "pip", "install", "-q", f"mlflow=={VERSION}"],
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env(),
+                timeout=_INSTALL_TIMEOUT_S,
+            )
+    _MARKER.write_text(VERSION + "\n")
     return str(exe)
+
+
+def mlflow_exe() -> str:
+    """The ``mlflow`` command of the venv (installing it on first use)."""
+    python()
+    return str(_bin("mlflow"))

@@ -1,101 +1,302 @@
-"""Start and stop the two servers under test on loopback, and sample their memory."""
+"""The two servers under test, as child processes on 127.0.0.1, and their memory.
+
+Both are started with free ports, timed from process start to ready (runlake: its
+``ready grpc=...`` line; MLflow: ``/health`` answering), and stopped by PID in
+``stop()``; use them as context managers so they stop on any error.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 import psutil
 
 from bench import mlflow_env
-from tests.integration.server import ServerProcess, free_port
+
+__all__ = [
+    "MlflowServer",
+    "RssSampler",
+    "RunlakeServer",
+    "free_port",
+    "tree_pss_mb",
+    "tree_rss_mb",
+]
+
+_READY = re.compile(r"ready grpc=grpc://([\d.]+):(\d+)")
+_START_TIMEOUT_S = 300.0
 
 
-def start_runlake(data_dir: Path) -> tuple[ServerProcess, float]:
-    """A runlake server; returns it and its ready time (process start → ready line)."""
-    t0 = time.perf_counter()
-    proc = ServerProcess(data_dir).start()
-    return proc, time.perf_counter() - t0
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB (shared pages counted
+    once per process: an overestimate for a tree of forked workers, see ``tree_pss_mb``)."""
+    root = psutil.Process(pid)
+    total = 0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process tree, in MiB: shared pages split between sharers."""
+    root = psutil.Process(pid)
+    total = 0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error, AttributeError):
+            total += p.memory_full_info().pss
+    return total / 2**20
+
+
+def _stop_tree(proc: subprocess.Popen[str] | None, sig: int) -> None:
+    """Signal ``proc``, wait, then kill it and any descendant left (all by PID)."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if child.is_running():
+                child.kill()
+
+
+class _Managed:
+    proc: subprocess.Popen[str] | None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _Managed:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss_mb(self) -> float:
+        return tree_rss_mb(self.pid)
 
 
 @dataclass
-class MlflowServer:
-    root: Path
-    workers: int
+class RunlakeServer(_Managed):
+    """``runlake server`` on this interpreter; ``ready_s`` is process start → ready line."""
+
+    data_dir: Path
     port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    ready_s: float = 0.0
+    proc: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return f"grpc://127.0.0.1:{self.port}"
+
+    def start(self) -> RunlakeServer:
+        cmd = [
+            sys.executable,
+            "-c",
+            "from runlake.cli import main; main()",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLAKE_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                if len(self.output) < 2000:
+                    self.output.append(line)
+                m = _READY.search(line)
+                if m and not ready.is_set():
+                    self.port = int(m.group(2))
+                    self.ready_s = time.perf_counter() - t0
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not ready.wait(0.01):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("runlake server did not become ready:\n" + "".join(self.output))
+        return self
+
+    def stop(self) -> None:
+        """Ctrl-C as a user would (a clean shutdown), kill -9 after 30 s."""
+        _stop_tree(self.proc, signal.SIGINT)
+
+    def __enter__(self) -> RunlakeServer:
+        return self
+
+
+@dataclass
+class MlflowServer(_Managed):
+    """``mlflow server`` with a SQLite backend under ``root`` and ``workers`` workers."""
+
+    root: Path
+    workers: int | None = None  #: None: MLflow's default (4)
+    port: int = 0
+    ready_s: float = 0.0
+    proc: subprocess.Popen[str] | None = None
 
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def label(self) -> str:
+        return "default (4) workers" if self.workers is None else f"--workers {self.workers}"
+
     def start(self) -> MlflowServer:
-        self.port = free_port()
-        exe = Path(mlflow_env.python()).parent / "mlflow"
+        exe = mlflow_env.mlflow_exe()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        cmd = [
+            exe,
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.db}",
+            "--default-artifact-root",
+            str(self.root / "art"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        if self.workers is not None:
+            cmd += ["--workers", str(self.workers)]
+        log = (self.root / "server.log").open("a")
+        t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.root / 'mlflow.db'}",
-                "--default-artifact-root",
-                str(self.root / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=mlflow_env.ENV,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=mlflow_env.env(),
+            cwd=self.root,
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        log.close()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=1):
-                    return self
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        self.ready_s = time.perf_counter() - t0
+                        return self
             except OSError:
-                time.sleep(0.2)
+                time.sleep(0.05)
         self.stop()
-        raise RuntimeError("mlflow server did not start")
+        tail = (self.root / "server.log").read_text()[-3000:]
+        raise RuntimeError(f"mlflow server did not become ready:\n{tail}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                child.kill()
-            self.proc.kill()
-            self.proc.wait(10)
+        _stop_tree(self.proc, signal.SIGTERM)
+
+    def __enter__(self) -> MlflowServer:
+        return self
 
 
 @dataclass
 class RssSampler:
-    """Samples the resident memory of a process tree every ``interval_s`` in a thread."""
+    """Samples a process tree's RSS (MiB) every ``interval_s`` in a thread, with timestamps."""
 
     pid: int
-    interval_s: float = 0.5
-    samples: list[float] = field(default_factory=list)
+    interval_s: float = 1.0
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    #: Also sample the tree's PSS (slower; for servers with worker processes).
+    pss: bool = False
+    pss_samples: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
     def __enter__(self) -> RssSampler:
-        threading.Thread(target=self._run, daemon=True).start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
     def _run(self) -> None:
-        root = psutil.Process(self.pid)
+        t0 = time.monotonic()
         while not self._stop.is_set():
             try:
-                procs = [root, *root.children(recursive=True)]
-                self.samples.append(sum(p.memory_info().rss for p in procs) / 2**20)
+                self.samples.append((time.monotonic() - t0, tree_rss_mb(self.pid)))
+                if self.pss:
+                    self.pss_samples.append(tree_pss_mb(self.pid))
             except psutil.Error:
                 return
             self._stop.wait(self.interval_s)
+
+    @property
+    def values(self) -> list[float]:
+        return [v for _, v in self.samples]
+
+    def slope_mb_per_min(self, skip_fraction: float = 0.0) -> float:
+        """Least-squares slope of RSS over time, skipping the first ``skip_fraction``."""
+        pts = self.samples[int(len(self.samples) * skip_fraction) :]
+        if len(pts) < 2:
+            return 0.0
+        n = len(pts)
+        mt = sum(t for t, _ in pts) / n
+        mv = sum(v for _, v in pts) / n
+        var = sum((t - mt) ** 2 for t, _ in pts)
+        if var == 0:
+            return 0.0
+        return sum((t - mt) * (v - mv) for t, v in pts) / var * 60.0
