@@ -8,12 +8,8 @@ Both are started with free ports, timed from process start to ready (runlake: it
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 import psutil
+from runlake_services.embedded.process import ServerProcess, free_port
 
 from bench import mlflow_env
 
@@ -34,14 +31,7 @@ __all__ = [
     "tree_rss_mb",
 ]
 
-_READY = re.compile(r"ready grpc=grpc://([\d.]+):(\d+)")
 _START_TIMEOUT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -109,73 +99,11 @@ class _Managed:
         return tree_rss_mb(self.pid)
 
 
-@dataclass
-class RunlakeServer(_Managed):
-    """``runlake server`` on this interpreter; ``ready_s`` is process start → ready line."""
+class RunlakeServer(ServerProcess):
+    """``runlake server`` on this interpreter (the shared launcher), plus its memory."""
 
-    data_dir: Path
-    port: int = 0
-    ready_s: float = 0.0
-    proc: subprocess.Popen[str] | None = None
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def uri(self) -> str:
-        return f"grpc://127.0.0.1:{self.port}"
-
-    def start(self) -> RunlakeServer:
-        cmd = [
-            sys.executable,
-            "-c",
-            "from runlake.cli import main; main()",
-            "server",
-            "--data-dir",
-            str(self.data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--http-port",
-            "0",
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLAKE_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                if len(self.output) < 2000:
-                    self.output.append(line)
-                m = _READY.search(line)
-                if m and not ready.is_set():
-                    self.port = int(m.group(2))
-                    self.ready_s = time.perf_counter() - t0
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not ready.wait(0.01):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("runlake server did not become ready:\n" + "".join(self.output))
-        return self
-
-    def stop(self) -> None:
-        """Ctrl-C as a user would (a clean shutdown), kill -9 after 30 s."""
-        _stop_tree(self.proc, signal.SIGINT)
-
-    def __enter__(self) -> RunlakeServer:
-        return self
+    def rss_mb(self) -> float:
+        return tree_rss_mb(self.pid)
 
 
 @dataclass

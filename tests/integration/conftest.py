@@ -6,8 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.integration.server import ServerProcess
+from runlake_services.embedded.process import ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import runlake
-
-from tests.integration.server import ServerProcess, free_port
+from runlake_services.embedded.process import ServerProcess, free_port
 
 CHUNKS = 30
 POINTS = 500

@@ -12,8 +12,7 @@ import uuid
 import pytest
 import runlake
 from runlake.errors import Conflict, InvalidArgument, NotFound
-
-from tests.integration.server import ServerProcess
+from runlake_services.embedded.process import ServerProcess
 
 
 @pytest.fixture(autouse=True)
