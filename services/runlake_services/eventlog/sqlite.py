@@ -91,24 +91,19 @@ class SqliteEventLog:
         return self
 
     def experiment(self, experiment_id: str) -> ExperimentState | None:
-        row = (
-            self._reader()
-            .execute(
-                "SELECT experiment_id, name, lifecycle_stage, artifact_location"
-                " FROM experiments WHERE experiment_id = ?",
-                (experiment_id,),
-            )
-            .fetchone()
-        )
-        return ExperimentState(*row) if row else None
+        return self._experiment_where("experiment_id", experiment_id)
 
     def experiment_by_name(self, name: str) -> ExperimentState | None:
+        return self._experiment_where("name", name)
+
+    def _experiment_where(self, column: str, value: str) -> ExperimentState | None:
+        # ``column`` is one of two literals above, never caller input.
         row = (
             self._reader()
             .execute(
                 "SELECT experiment_id, name, lifecycle_stage, artifact_location"
-                " FROM experiments WHERE name = ?",
-                (name,),
+                f" FROM experiments WHERE {column} = ?",
+                (value,),
             )
             .fetchone()
         )
