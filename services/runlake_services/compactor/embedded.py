@@ -34,7 +34,6 @@ __all__ = ["EmbeddedCompactor"]
 log = logging.getLogger(__name__)
 
 _MAX_RECORDS = 5_000
-_MAX_BYTES = 64 * 1024 * 1024
 
 
 class EmbeddedCompactor:
@@ -50,6 +49,7 @@ class EmbeddedCompactor:
         on_bytes_folded: Callable[[int], None] | None = None,
         interval_s: float = 0.05,
         optimize_every_commits: int = 200,
+        round_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._log = log_
         self._sink = sink
@@ -58,6 +58,9 @@ class EmbeddedCompactor:
         self._on_bytes = on_bytes_folded
         self._interval = interval_s
         self._optimize_every = optimize_every_commits
+        # A round's log bytes bound the server's memory: its Arrow rows, Parquet buffers
+        # and merge state are several times the raw size (see bench/RESULTS.md, memory).
+        self._round_bytes = round_bytes
         self._commits_since_optimize: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -105,7 +108,7 @@ class EmbeddedCompactor:
         """One round of the commit protocol; returns how many records it folded."""
         # 1. the records after the last complete round
         start = self.folded_position()
-        raw = self._log.read(start, max_records=_MAX_RECORDS, max_bytes=_MAX_BYTES)
+        raw = self._log.read(start, max_records=_MAX_RECORDS, max_bytes=self._round_bytes)
         if not raw:
             return 0
         records = decode_records(raw)

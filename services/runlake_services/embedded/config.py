@@ -28,4 +28,8 @@ class ServerConfig(BaseModel):
     #: Bytes of accepted-but-not-yet-folded log the gateway tolerates before answering
     #: RESOURCE_EXHAUSTED (backpressure instead of unbounded growth).
     max_unfolded_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    #: Log bytes folded per compaction round at most. Bounds the server's memory (a
+    #: round's rows, Parquet buffers and merge state are several times this) while
+    #: keeping rounds few enough for Delta's commit rate.
+    compact_round_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     grpc_workers: int = Field(default=16, ge=1)

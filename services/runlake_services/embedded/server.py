@@ -21,6 +21,7 @@ from runlake.v1 import gateway_pb2_grpc, query_pb2_grpc
 from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.embedded.config import ServerConfig
 from runlake_services.embedded.http import HealthServer
+from runlake_services.embedded.memory import tune_allocators
 from runlake_services.eventlog import EventLog, open_event_log
 from runlake_services.gateway import Backlog, GatewayServicer, Ingestor
 from runlake_services.progress import Progress
@@ -69,6 +70,7 @@ class EmbeddedServer:
             on_bytes_folded=backlog.folded,
             interval_s=config.compact_interval_s,
             optimize_every_commits=config.optimize_every_commits,
+            round_bytes=config.compact_round_bytes,
         )
 
         def appended(position: int) -> None:
@@ -131,6 +133,7 @@ class EmbeddedServer:
 def run_server(config: ServerConfig) -> None:
     """Start, print the ready line, serve until SIGINT/SIGTERM, stop cleanly."""
     t0 = time.perf_counter()
+    tune_allocators()
     server = EmbeddedServer.start(config)
     done = threading.Event()
 

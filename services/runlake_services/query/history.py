@@ -21,15 +21,50 @@ from runlake_services.tables.reader import DeltaTableReader
 
 __all__ = ["MetricHistory"]
 
-_SQL = (
-    "SELECT DISTINCT step, timestamp, value FROM metrics "
-    "WHERE run_id = $run_id AND key = $key ORDER BY step, timestamp, value"
-)
+# No ORDER BY / DISTINCT here: measured at 1M points they cost 4x the scan itself.
+# Points come back in log order, which is almost always already step order, so
+# sorting and de-duplicating in numpy (below) is usually a single linear check.
+_SQL = "SELECT step, timestamp, value FROM metrics WHERE run_id = $run_id AND key = $key"
 
 
-def _packed(column: pa.ChunkedArray, dtype: str) -> bytes:
-    array = column.to_numpy() if column.num_chunks else np.empty(0)
-    return np.ascontiguousarray(array, dtype=np.dtype(dtype)).tobytes()
+def _column(table: pa.Table, name: str, dtype: str) -> np.ndarray:
+    column = table.column(name)
+    if column.num_chunks == 0:
+        return np.empty(0, dtype=dtype)
+    return np.ascontiguousarray(column.to_numpy(), dtype=np.dtype(dtype))
+
+
+def _value_keys(value: np.ndarray) -> np.ndarray:
+    """int64 keys whose order is the floats' order and whose equality is "the same point".
+
+    -0.0 and 0.0 are one value, every NaN is one value, greater than +inf (MLflow's SQL
+    store sorts NaN last). The sign-magnitude bits of a float become a two's-complement
+    integer by flipping the magnitude bits of negative numbers.
+    """
+    canonical = np.where(np.isnan(value), np.nan, value + 0.0)  # + 0.0: -0.0 → 0.0
+    bits = canonical.view(np.int64)
+    keys: np.ndarray = bits ^ ((bits >> 63) & np.int64(0x7FFF_FFFF_FFFF_FFFF))
+    return keys
+
+
+def sort_distinct(step: np.ndarray, ts: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Indices of the distinct points, ordered by step, then timestamp, then value."""
+    n = len(step)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    v = _value_keys(value)
+    s0, s1, t0, t1, v0, v1 = step[:-1], step[1:], ts[:-1], ts[1:], v[:-1], v[1:]
+    in_order = (s0 < s1) | ((s0 == s1) & ((t0 < t1) | ((t0 == t1) & (v0 <= v1))))
+    if in_order.all():  # the usual case: logged in step order
+        keep = np.ones(n, dtype=bool)
+        keep[1:] = (s0 != s1) | (t0 != t1) | (v0 != v1)
+        return np.flatnonzero(keep)
+    order = np.lexsort((v, ts, step))
+    s, t, w = step[order], ts[order], v[order]
+    keep = np.ones(n, dtype=bool)
+    keep[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1]) | (w[1:] != w[:-1])
+    out: np.ndarray = order[keep]
+    return out
 
 
 class MetricHistory:
@@ -42,9 +77,13 @@ class MetricHistory:
         try:
             con.register("metrics", self._reader.dataset("metrics"))
             table: pa.Table = con.sql(_SQL, params={"run_id": run_id, "key": key}).to_arrow_table()
-            return table
         finally:
             con.close()
+        step = _column(table, "step", "<i8")
+        ts = _column(table, "timestamp", "<i8")
+        value = _column(table, "value", "<f8")
+        keep = sort_distinct(step, ts, value)
+        return pa.table({"step": step[keep], "timestamp": ts[keep], "value": value[keep]})
 
     def chunks(
         self, run_id: str, key: str, max_points_per_chunk: int = 100_000
@@ -57,7 +96,7 @@ class MetricHistory:
             part = table.slice(start, max_points_per_chunk)
             yield query_pb2.MetricHistoryChunk(
                 key=key,
-                values=_packed(part.column("value"), "<f8"),
-                timestamps=_packed(part.column("timestamp"), "<i8"),
-                steps=_packed(part.column("step"), "<i8"),
+                values=_column(part, "value", "<f8").tobytes(),
+                timestamps=_column(part, "timestamp", "<i8").tobytes(),
+                steps=_column(part, "step", "<i8").tobytes(),
             )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runlake.v1 import query_pb2
 from runlake_services.query import MetricHistory
+from runlake_services.query.history import sort_distinct
 from runlake_services.tables.reader import DeltaTableReader
 
 from tests.unit.query.builders import T0, write_delta
@@ -108,3 +112,29 @@ def test_reads_points_committed_after_the_reader_opened(tmp_path: Path) -> None:
     assert len(_unpack(list(h.chunks("r1", "m")))) == 1
     write_delta(tmp_path, "metrics", [_point("r1", "m", 2.0, 1, T0)])
     assert len(_unpack(list(h.chunks("r1", "m")))) == 2
+
+
+_small = st.integers(min_value=-3, max_value=3)
+_values = st.sampled_from([0.0, -0.0, 1.5, -2.0, float("nan"), float("inf")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_small, _small, _values), max_size=40), st.booleans())
+def test_sort_distinct_matches_a_sorted_set(
+    points: list[tuple[int, int, float]], presorted: bool
+) -> None:
+    """The numpy fast path agrees with the obvious definition, NaN and -0.0 included."""
+
+    def norm(p: tuple[int, int, float]) -> tuple[int, int, float, bool]:
+        step, ts, value = p
+        nan = math.isnan(value)
+        return (step, ts, math.inf if nan else value + 0.0, nan)
+
+    if presorted:
+        points = sorted(points, key=norm)
+    step = np.array([p[0] for p in points], dtype=np.int64)
+    ts = np.array([p[1] for p in points], dtype=np.int64)
+    value = np.array([p[2] for p in points], dtype=np.float64)
+    keep = sort_distinct(step, ts, value)
+    got = [norm((int(step[i]), int(ts[i]), float(value[i]))) for i in keep]
+    assert got == sorted(set(map(norm, points)))
