@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["ROOT", "VENV", "VERSION", "env", "mlflow_exe", "python"]
@@ -44,10 +45,26 @@ def _bin(name: str) -> Path:
     return VENV / "bin" / name
 
 
-def python() -> str:
-    """The MLflow venv's interpreter, creating the venv and installing mlflow on first use."""
+def _marker() -> tuple[str, set[str]]:
+    """The recorded mlflow version (first line) and the extra requirements installed with it."""
+    if not _MARKER.exists():
+        return "", set()
+    lines = [line.strip() for line in _MARKER.read_text().splitlines() if line.strip()]
+    return (lines[0] if lines else ""), set(lines[1:])
+
+
+def python(extra: Sequence[str] = ()) -> str:
+    """The MLflow venv's interpreter, creating the venv and installing mlflow on first use.
+
+    ``extra`` names more pinned requirements (``"scikit-learn==1.9.1"``) that must sit beside
+    mlflow, e.g. so that pickles made by runlake's venv load here. They are installed in the
+    same pip call as mlflow, once; the marker remembers them, so calls without ``extra``
+    (the benchmarks) keep working on a venv that has them.
+    """
     exe = _bin("python")
-    if exe.exists() and _MARKER.exists() and _MARKER.read_text().strip() == VERSION:
+    version, installed = _marker()
+    wanted = set(extra)
+    if exe.exists() and version == VERSION and wanted <= installed:
         return str(exe)
     VENV.parent.mkdir(parents=True, exist_ok=True)
     if not exe.exists():
@@ -61,23 +78,25 @@ def python() -> str:
         env=env(),
         timeout=300,
     )
-    if probe.stdout.strip() != VERSION:
+    missing = sorted(wanted - installed) if version == VERSION else sorted(wanted)
+    if probe.stdout.strip() != VERSION or missing:
         print(
-            f"bench: installing mlflow=={VERSION} into {VENV.relative_to(ROOT)} "
-            f"(once; log in {_LOG.relative_to(ROOT)})",
+            f"bench: installing {' '.join([f'mlflow=={VERSION}', *missing])} into "
+            f"{VENV.relative_to(ROOT)} (once; log in {_LOG.relative_to(ROOT)})",
             file=sys.stderr,
             flush=True,
         )
         with _LOG.open("w") as log:
             subprocess.run(
-                [str(exe), "-m", "pip", "install", "-q", f"mlflow=={VERSION}"],
+                [str(exe), "-m", "pip", "install", "-q", f"mlflow=={VERSION}", *missing],
                 check=True,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env(),
                 timeout=_INSTALL_TIMEOUT_S,
             )
-    _MARKER.write_text(VERSION + "\n")
+    keep = installed if version == VERSION else set()
+    _MARKER.write_text("".join(f"{line}\n" for line in [VERSION, *sorted(keep | wanted)]))
     return str(exe)
 
 
