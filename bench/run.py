@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from bench import (
+    artifacts,
     caller_cost,
     freshness,
     history,
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Row]]] = {
     search.NAME: search.run,
     history.NAME: history.run,
     server.NAME: server.run,
+    artifacts.NAME: artifacts.run,
 }
 
 

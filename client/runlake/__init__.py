@@ -29,15 +29,23 @@ from runlake.fluent import (
     delete_tag,
     end_run,
     flush,
+    get_artifact_uri,
     get_experiment,
     get_experiment_by_name,
     get_metric_history,
     get_run,
     get_tracking_uri,
+    list_artifacts,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_figure,
     log_metric,
     log_metrics,
     log_param,
     log_params,
+    log_text,
+    register_model,
     restore_experiment,
     restore_run,
     search_experiments,
@@ -72,15 +80,23 @@ __all__ = [
     "delete_tag",
     "end_run",
     "flush",
+    "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
     "get_metric_history",
     "get_run",
     "get_tracking_uri",
+    "list_artifacts",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "log_text",
+    "register_model",
     "restore_experiment",
     "restore_run",
     "search_experiments",
@@ -92,3 +108,14 @@ __all__ = [
     "sql",
     "start_run",
 ]
+
+# Submodules with heavier imports load on first use: ``runlake.pyfunc.load_model(...)``.
+_LAZY = ("artifacts", "models", "pyfunc", "pytorch", "registry", "sklearn")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"runlake.{name}")
+    raise AttributeError(f"module 'runlake' has no attribute {name!r}")

@@ -11,17 +11,22 @@ own writes. Every ``grpc.RpcError`` comes out as a :mod:`runlake.errors` class.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import grpc
 
-from runlake import _context, _reads
+from runlake import _artifacts, _context, _reads
 from runlake import _validate as chk
+from runlake._artifacts import FileInfo
+from runlake._registry import RegistryMixin
 from runlake._sender import Sender, existing_sender, sender_for
 from runlake._session import session
 from runlake._uri import channel, resolve
+from runlake.artifact_paths import join_artifact_path
 from runlake.entities import (
     Experiment,
     Metric,
@@ -33,7 +38,14 @@ from runlake.entities import (
     ViewType,
 )
 from runlake.errors import InvalidArgument, NotFound, RunlakeError, Unavailable, from_grpc
-from runlake.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2, query_pb2_grpc
+from runlake.v1 import (
+    artifacts_pb2_grpc,
+    events_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +71,16 @@ def _view(view: ViewType | int | str) -> query_pb2.ViewType.ValueType:
     return query_pb2.ViewType.ValueType(int(v))
 
 
-class RunlakeClient:
+def _later(a: str, b: str) -> str:
+    """The later of two position tokens (the embedded log's are integers; else the newest)."""
+    if not a or not b:
+        return a or b
+    if a.isdigit() and b.isdigit():
+        return a if int(a) >= int(b) else b
+    return b
+
+
+class RunlakeClient(RegistryMixin):
     """Talks to one runlake server. Cheap to create: channel and sender are shared per process."""
 
     def __init__(self, tracking_uri: str | None = None) -> None:
@@ -69,6 +90,8 @@ class RunlakeClient:
         self._s: Sender | None = None
         self._gateway_stub: gateway_pb2_grpc.GatewayStub | None = None
         self._query_stub: query_pb2_grpc.QueryStub | None = None
+        self._artifact_transfer: _artifacts.ArtifactTransfer | None = None
+        self._explicit_position = ""
 
     # -- plumbing --
 
@@ -91,11 +114,19 @@ class RunlakeClient:
             self._query_stub = query_pb2_grpc.QueryStub(channel(self.tracking_uri))
         return self._query_stub
 
+    @property
+    def _artifacts(self) -> _artifacts.ArtifactTransfer:
+        if self._artifact_transfer is None:
+            stub = artifacts_pb2_grpc.ArtifactsStub(channel(self.tracking_uri))
+            self._artifact_transfer = _artifacts.ArtifactTransfer(stub, self._metadata, self._error)
+        return self._artifact_transfer
+
     def _read(self) -> query_pb2.ReadOptions:
         """Flush our writes, then ask the read to wait until they are folded."""
         s = self._s if self._s is not None and not self._s.stale else None
         s = s or existing_sender(self.tracking_uri)
         position = s.flush() if s is not None else ""
+        position = _later(self._explicit_position, position)
         return query_pb2.ReadOptions(min_position=position, wait_timeout_ms=_read_wait_ms())
 
     def _call(self, fn: Callable[..., R], request: Any) -> R:
@@ -122,6 +153,17 @@ class RunlakeClient:
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is acknowledged; raise the first rejection."""
         self._sender.flush(timeout)
+
+    def sync(self) -> None:
+        """Make this client's next reads see every write the server acknowledged so far.
+
+        Reads already see this client's own writes. ``sync`` is for the writes of other
+        processes: a driver that waited for its workers to finish calls it once, and its
+        next read waits until the tables hold everything the workers logged.
+        """
+        self.flush()
+        resp = self._call(self._query.GetPosition, query_pb2.PositionRequest())
+        self._explicit_position = _later(self._explicit_position, resp.log_end)
 
     # -- experiments --
 
@@ -396,3 +438,50 @@ class RunlakeClient:
             raise self._error(exc) from None
         table = _reads.arrow_table(chunks)
         return table if arrow else table.to_pandas()
+
+    # -- artifacts --
+
+    def _before_artifacts(self, run_id: str) -> str:
+        """The run must be known to the gateway: send what is queued (its creation) first."""
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidArgument("must be a run id", field="run_id")
+        self.flush()
+        return run_id
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        """Upload one file to ``artifact_path/<file name>`` under the run's artifact root."""
+        run_id = self._before_artifacts(run_id)
+        local = Path(local_path)
+        self._artifacts.upload_file(run_id, local, join_artifact_path(artifact_path, local.name))
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        """Upload a directory's files (recursively) under ``artifact_path``."""
+        run_id = self._before_artifacts(run_id)
+        self._artifacts.upload_dir(run_id, Path(local_dir), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Store ``text`` (UTF-8) as the artifact ``artifact_file``."""
+        run_id = self._before_artifacts(run_id)
+        self._artifacts.upload_bytes(run_id, text.encode("utf-8"), artifact_file)
+
+    def log_dict(self, run_id: str, dictionary: dict[str, Any], artifact_file: str) -> None:
+        """Store a dict as JSON (or YAML for a .yaml/.yml name)."""
+        run_id = self._before_artifacts(run_id)
+        data = _artifacts.dict_bytes(dictionary, artifact_file)
+        self._artifacts.upload_bytes(run_id, data, artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        """Store a matplotlib or plotly figure (format from the file name: png, svg, html…)."""
+        run_id = self._before_artifacts(run_id)
+        data = _artifacts.figure_bytes(figure, artifact_file)
+        self._artifacts.upload_bytes(run_id, data, artifact_file)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """Direct children of ``path`` (the root when None) among the run's artifacts."""
+        return self._artifacts.list(self._before_artifacts(run_id), path)
+
+    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
+        """Download a file or directory of the run's artifacts; the local path it landed at."""
+        run_id = self._before_artifacts(run_id)
+        dst = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="runlake-artifacts-"))
+        return str(self._artifacts.download(run_id, path, dst))

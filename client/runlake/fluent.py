@@ -11,6 +11,7 @@ the sender's bounded exit flush.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from runlake import _context
 from runlake import _validate as chk
+from runlake._artifacts import FileInfo
 from runlake._frames import runs_frame
+from runlake._registry import ModelVersion
 from runlake._session import session
 from runlake._uri import resolve, validate
 from runlake.client import RunlakeClient
@@ -429,3 +432,59 @@ def search_runs(
         if not token:
             break
     return runs if output_format == "list" else runs_frame(runs)
+
+
+# -- artifacts --
+
+
+def log_artifact(
+    local_path: str, artifact_path: str | None = None, run_id: str | None = None
+) -> None:
+    """Upload a file into the active run's artifacts (or ``run_id``'s)."""
+    session.client().log_artifact(run_id or _run_id(), local_path, artifact_path)
+
+
+def log_artifacts(
+    local_dir: str, artifact_path: str | None = None, run_id: str | None = None
+) -> None:
+    """Upload a directory's files into the active run's artifacts (or ``run_id``'s)."""
+    session.client().log_artifacts(run_id or _run_id(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    session.client().log_text(run_id or _run_id(), text, artifact_file)
+
+
+def log_dict(dictionary: dict[str, Any], artifact_file: str, run_id: str | None = None) -> None:
+    session.client().log_dict(run_id or _run_id(), dictionary, artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str, run_id: str | None = None) -> None:
+    session.client().log_figure(run_id or _run_id(), figure, artifact_file)
+
+
+def list_artifacts(run_id: str | None = None, path: str | None = None) -> list[FileInfo]:
+    return session.client().list_artifacts(run_id or _run_id(), path)
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """The artifact root URI of the active run, or of a path under it."""
+    run = session.client().get_run(_run_id())
+    root = run.info.artifact_uri
+    return f"{root}/{artifact_path.lstrip('/')}" if artifact_path else root
+
+
+# -- model registry --
+
+
+def register_model(model_uri: str, name: str, tags: dict[str, Any] | None = None) -> ModelVersion:
+    """Register the model at ``model_uri`` (e.g. runs:/<run_id>/model) as a new version of
+    ``name``, creating the registered model on first use."""
+    from runlake.artifacts import parse_runs_uri
+    from runlake.errors import AlreadyExists
+
+    client = session.client()
+    run_id = parse_runs_uri(model_uri)[0] if model_uri.startswith("runs:/") else None
+    with contextlib.suppress(AlreadyExists):  # registering a first version creates the model
+        client.create_registered_model(name)
+    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags)

@@ -82,12 +82,14 @@ def _check(
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
 
+    reader = runlake.RunlakeClient()
+    reader.sync()  # the clients' writes are theirs: wait until the tables hold them all
     for i, rid in enumerate(run_ids):
         acked = (tmp_path / f"ack{i}").read_text().split()
         assert len(acked) == CHUNKS and len(acked) >= acked_before[i]
-        history = runlake.get_metric_history(rid, "x")
-        rows = runlake.sql(f"SELECT step FROM metrics WHERE run_id = '{rid}'")
+        history = reader.get_metric_history(rid, "x")
+        rows = reader.sql(f"SELECT step FROM metrics WHERE run_id = '{rid}'")
         assert len(rows) == CHUNKS * POINTS, "the raw table holds each point exactly once"
         assert rows["step"].nunique() == CHUNKS * POINTS
         assert [m.step for m in history] == list(range(CHUNKS * POINTS))
-        assert runlake.get_run(rid).info.status == "FINISHED"
+        assert reader.get_run(rid).info.status == "FINISHED"

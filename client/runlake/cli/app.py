@@ -37,6 +37,18 @@ runs = typer.Typer(help="Search and inspect runs.", no_args_is_help=True)
 app.add_typer(experiments, name="experiments")
 app.add_typer(runs, name="runs")
 
+
+def _add_late_groups() -> None:
+    """Groups defined in their own modules (they import this one for the shared client)."""
+    from runlake.cli.registry_cmds import artifacts, models
+
+    for group in (artifacts, models):
+        for command in group.registered_commands:
+            command.callback = clean_errors(command.callback)  # type: ignore[arg-type]
+    app.add_typer(artifacts, name="artifacts")
+    app.add_typer(models, name="models")
+
+
 _VIEWS = {
     View.active: ViewType.ACTIVE_ONLY,
     View.deleted: ViewType.DELETED_ONLY,
@@ -113,12 +125,26 @@ def server(
         int,
         typer.Option("--http-port", envvar="RUNLAKE_HTTP_PORT", min=0, max=65535, help="Health."),
     ] = 5056,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts-destination",
+            envvar="RUNLAKE_ARTIFACTS_DESTINATION",
+            help="file:///dir or s3://bucket/prefix (default: <data dir>/artifacts).",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded all-in-one server (gateway, compactor, query service)."""
     from runlake_services.embedded import ServerConfig, run_server
 
     try:
-        config = ServerConfig(data_dir=data_dir, host=host, port=port, http_port=http_port)
+        config = ServerConfig(
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            http_port=http_port,
+            artifacts_destination=artifacts_destination,
+        )
     except ValueError as exc:  # pydantic's ValidationError
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -266,3 +292,6 @@ def main() -> None:
     except Exception as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+_add_late_groups()

@@ -1,14 +1,12 @@
 """The model format's only contact with the tracking server: three seams, kept tiny.
 
-Every flavor's ``log_model`` and ``load_model`` reach artifacts through these functions
-(looked up on this module at call time), so wiring runs and the registry means replacing
-their bodies here and nothing in the flavors:
+Every flavor's ``log_model`` and ``load_model`` reach the server through these functions
+(looked up on this module at call time), so the flavors know nothing of transport:
 
-- ``download_model(uri)``: a local directory for a model URI. Local paths and ``file://``
-  are resolved here; ``runs:/<run_id>/<path>`` and ``models:/<name>/<version|stage|@alias>``
-  (and any other scheme) raise UnsupportedModelUri until artifact downloads exist;
+- ``download_model(uri)``: a local directory for a model URI: local paths and ``file://``
+  as they are, ``runs:/`` and ``models:/`` downloaded through the artifact service;
 - ``upload_model_dir(local_dir, artifact_path)``: store a saved model directory as the
-  active run's artifacts (and register it) and describe it; unsupported until then;
+  run's artifacts, register it when asked, and describe it;
 - ``active_run_id()``: the run ``log_model`` stamps into MLmodel.
 """
 
@@ -25,7 +23,12 @@ __all__ = ["active_run_id", "download_model", "upload_model_dir"]
 
 
 def download_model(uri: str | os.PathLike[str]) -> Path:
-    """A local directory holding the model at ``uri`` (no copy for local paths)."""
+    """A local directory holding the model at ``uri`` (no copy for local paths).
+
+    ``runs:/<run_id>/<path>`` and ``models:/<name>/<version|stage>`` / ``models:/<name>@<alias>``
+    are downloaded from the tracking server (RUNLAKE_TRACKING_URI or set_tracking_uri) into
+    a new temporary directory.
+    """
     text = os.fspath(uri)
     parsed = urlparse(text)
     if parsed.scheme == "file":
@@ -34,9 +37,12 @@ def download_model(uri: str | os.PathLike[str]) -> Path:
         return Path(unquote(parsed.path))
     if not parsed.scheme or (len(parsed.scheme) == 1 and os.name == "nt"):  # C:\ on Windows
         return Path(text)
+    if parsed.scheme in ("runs", "models"):
+        from runlake.artifacts import download_artifacts
+
+        return Path(download_artifacts(text))
     raise UnsupportedModelUri(
-        f"cannot resolve {text!r} yet: runlake loads models from local paths and file:// "
-        "URIs; runs:/ and models:/ need artifact downloads, which are not wired",
+        f"cannot load a model from {text!r}: use a local path, file://, runs:/ or models:/",
         field="model_uri",
     )
 
@@ -44,18 +50,27 @@ def download_model(uri: str | os.PathLike[str]) -> Path:
 def upload_model_dir(
     local_dir: Path, artifact_path: str, *, registered_model_name: str | None = None
 ) -> ModelInfo:
-    """Store ``local_dir`` as the run's artifacts under ``artifact_path``; not wired yet."""
+    """Store ``local_dir`` as the run's artifacts under ``artifact_path`` (and register it)."""
+    from runlake._session import session
+
     model = Model.load(local_dir)
-    raise UnsupportedModelUri(
-        f"log_model cannot upload model {model.model_uuid} to {artifact_path!r} yet: "
-        "artifact storage is not wired; use save_model(path) for now",
-        field="artifact_path",
-    )
+    if model.run_id is None:
+        raise UnsupportedModelUri("log_model needs a run", field="run_id")
+    client = session.client()
+    client.log_artifacts(model.run_id, str(local_dir), artifact_path)
+    model_uri = f"runs:/{model.run_id}/{artifact_path}"
+    info = model.get_model_info(model_uri)
+    if registered_model_name is not None:
+        from runlake.fluent import register_model
+
+        info.registered_model_version = int(
+            register_model(model_uri, registered_model_name).version
+        )
+    return info
 
 
-def active_run_id() -> str | None:
-    """The id of the innermost active run, or None."""
-    from runlake.fluent import active_run
+def active_run_id() -> str:
+    """The id of the innermost active run, starting one when there is none (as MLflow does)."""
+    from runlake.fluent import _run_id
 
-    run = active_run()
-    return None if run is None else run.info.run_id
+    return _run_id()

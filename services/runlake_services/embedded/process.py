@@ -42,6 +42,9 @@ class ServerProcess:
     ready_s: float = 0.0
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    #: More ``runlake server`` flags, and environment variables set for the child only.
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -58,10 +61,12 @@ class ServerProcess:
             sys.executable, "-c", "from runlake.cli import main; main()", "server",
             "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
             "--port", str(self.port), "--http-port", str(self.http_port),
+            *self.extra_args,
         ]  # fmt: skip
         # The child takes its settings from these flags only, not from the caller's RUNLAKE_*.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLAKE_")}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -16,8 +16,10 @@ from types import FrameType
 from typing import Any
 
 import grpc
-from runlake.v1 import gateway_pb2_grpc, query_pb2_grpc
+from runlake.v1 import artifacts_pb2_grpc, gateway_pb2_grpc, query_pb2_grpc
 
+from runlake_services.artifacts.servicer import ArtifactsServicer, RunRoots
+from runlake_services.artifacts.store import open_artifact_store
 from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.embedded.config import ServerConfig
 from runlake_services.embedded.http import HealthServer
@@ -25,7 +27,13 @@ from runlake_services.embedded.memory import tune_allocators
 from runlake_services.eventlog import EventLog, open_event_log
 from runlake_services.gateway import Backlog, GatewayServicer, Ingestor
 from runlake_services.progress import Progress
-from runlake_services.query import MetricHistory, QueryServicer, RunsIndex, SqlEngine
+from runlake_services.query import (
+    MetricHistory,
+    QueryServicer,
+    RegistryReader,
+    RunsIndex,
+    SqlEngine,
+)
 from runlake_services.tables.delta_sink import DeltaTableSink
 from runlake_services.tables.reader import DeltaTableReader
 
@@ -52,7 +60,7 @@ class EmbeddedServer:
     def start(cls, config: ServerConfig) -> EmbeddedServer:
         data = config.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
-        (data / "artifacts").mkdir(exist_ok=True)
+        store = open_artifact_store(config.artifacts_destination or (data / "artifacts").as_uri())
         log = open_event_log(f"sqlite:///{data / 'log.db'}")
         sink = DeltaTableSink(str(data / "tables"))
         sink.ensure_tables()
@@ -79,7 +87,7 @@ class EmbeddedServer:
 
         ingestor = Ingestor(
             log,
-            artifact_root=(data / "artifacts").as_uri(),
+            artifact_root=store.root_uri,
             backlog=backlog,
             on_append=appended,
         )
@@ -98,7 +106,17 @@ class EmbeddedServer:
         )
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(ingestor), server)
         query_pb2_grpc.add_QueryServicer_to_server(
-            QueryServicer(state, MetricHistory(reader), SqlEngine(reader), progress), server
+            QueryServicer(
+                state,
+                MetricHistory(reader),
+                SqlEngine(reader),
+                progress,
+                registry=RegistryReader(reader),
+            ),
+            server,
+        )
+        artifacts_pb2_grpc.add_ArtifactsServicer_to_server(
+            ArtifactsServicer(RunRoots(log.catalog, store), ingestor), server
         )
         port = server.add_insecure_port(f"{config.host}:{config.port}")
         if port == 0:

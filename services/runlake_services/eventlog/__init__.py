@@ -11,8 +11,10 @@ from runlake_services.eventlog.base import (
     EventLog,
     ExperimentState,
     LogRecord,
+    ModelState,
     RunState,
     StateChanges,
+    VersionState,
     open_event_log,
 )
 
@@ -22,7 +24,9 @@ __all__ = [
     "EventLog",
     "ExperimentState",
     "LogRecord",
+    "ModelState",
     "RunState",
     "StateChanges",
+    "VersionState",
     "open_event_log",
 ]

@@ -15,8 +15,10 @@ __all__ = [
     "EventLog",
     "ExperimentState",
     "LogRecord",
+    "ModelState",
     "RunState",
     "StateChanges",
+    "VersionState",
     "open_event_log",
 ]
 
@@ -37,6 +39,24 @@ class RunState:
     lifecycle_stage: str
 
 
+@dataclass(frozen=True)
+class ModelState:
+    """A registered model as the gateway validates against it."""
+
+    model_id: str
+    name: str
+    lifecycle_stage: str  # "active" | "deleted"
+    last_version: int  # the highest version number ever given (deleted ones included)
+
+
+@dataclass(frozen=True)
+class VersionState:
+    model_id: str
+    version: int
+    stage: str  # None, Staging, Production, Archived
+    lifecycle_stage: str
+
+
 @dataclass
 class StateChanges:
     """What the catalog must remember once a batch is durable (same transaction)."""
@@ -44,9 +64,20 @@ class StateChanges:
     experiments: dict[str, ExperimentState] = field(default_factory=dict)
     runs: dict[str, RunState] = field(default_factory=dict)
     params: dict[tuple[str, str], str] = field(default_factory=dict)
+    models: dict[str, ModelState] = field(default_factory=dict)
+    versions: dict[tuple[str, int], VersionState] = field(default_factory=dict)
+    #: (model_id, alias) -> version, or None for a deleted alias
+    aliases: dict[tuple[str, str], int | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.experiments or self.runs or self.params)
+        return bool(
+            self.experiments
+            or self.runs
+            or self.params
+            or self.models
+            or self.versions
+            or self.aliases
+        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +102,18 @@ class Catalog(Protocol):
     def runs(self, run_ids: Sequence[str]) -> Mapping[str, RunState]: ...
 
     def params(self, run_id: str, keys: Sequence[str]) -> Mapping[str, str]: ...
+
+    def model_by_name(self, name: str) -> ModelState | None:
+        """The active registered model called ``name``, if any."""
+        ...
+
+    def model_version(self, model_id: str, version: int) -> VersionState | None: ...
+
+    def versions_in_stage(self, model_id: str, stage: str) -> list[int]:
+        """Active versions of the model currently in ``stage``."""
+        ...
+
+    def alias(self, model_id: str, alias: str) -> int | None: ...
 
 
 class EventLog(Protocol):

@@ -17,8 +17,10 @@ from runlake_services.eventlog.base import (
     Appended,
     ExperimentState,
     LogRecord,
+    ModelState,
     RunState,
     StateChanges,
+    VersionState,
 )
 
 __all__ = ["SqliteEventLog"]
@@ -40,6 +42,26 @@ CREATE TABLE IF NOT EXISTS runs (
     experiment_id   TEXT NOT NULL,
     status          TEXT NOT NULL,
     lifecycle_stage TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registered_models (
+    model_id        TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    last_version    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS registered_models_name ON registered_models (name, lifecycle_stage);
+CREATE TABLE IF NOT EXISTS model_versions (
+    model_id        TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    stage           TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    PRIMARY KEY (model_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS model_aliases (
+    model_id TEXT NOT NULL,
+    alias    TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    PRIMARY KEY (model_id, alias)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS params (
     run_id TEXT NOT NULL,
@@ -149,6 +171,53 @@ class SqliteEventLog:
         )
         return dict(rows)
 
+    def model_by_name(self, name: str) -> ModelState | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT model_id, name, lifecycle_stage, last_version FROM registered_models"
+                " WHERE name = ? AND lifecycle_stage = 'active'",
+                (name,),
+            )
+            .fetchone()
+        )
+        return ModelState(*row) if row else None
+
+    def model_version(self, model_id: str, version: int) -> VersionState | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT model_id, version, stage, lifecycle_stage FROM model_versions"
+                " WHERE model_id = ? AND version = ?",
+                (model_id, version),
+            )
+            .fetchone()
+        )
+        return VersionState(*row) if row else None
+
+    def versions_in_stage(self, model_id: str, stage: str) -> list[int]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT version FROM model_versions WHERE model_id = ? AND stage = ?"
+                " AND lifecycle_stage = 'active' ORDER BY version",
+                (model_id, stage),
+            )
+            .fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
+    def alias(self, model_id: str, alias: str) -> int | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT version FROM model_aliases WHERE model_id = ? AND alias = ?",
+                (model_id, alias),
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else None
+
     def find(self, batch_id: str) -> int | None:
         row = (
             self._reader()
@@ -229,6 +298,35 @@ class SqliteEventLog:
                 "INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)",
                 [(run_id, key, value) for (run_id, key), value in changes.params.items()],
             )
+        if changes.models:
+            con.executemany(
+                "INSERT OR REPLACE INTO registered_models"
+                " (model_id, name, lifecycle_stage, last_version) VALUES (?, ?, ?, ?)",
+                [
+                    (m.model_id, m.name, m.lifecycle_stage, m.last_version)
+                    for m in changes.models.values()
+                ],
+            )
+        if changes.versions:
+            con.executemany(
+                "INSERT OR REPLACE INTO model_versions"
+                " (model_id, version, stage, lifecycle_stage) VALUES (?, ?, ?, ?)",
+                [
+                    (v.model_id, v.version, v.stage, v.lifecycle_stage)
+                    for v in changes.versions.values()
+                ],
+            )
+        for (model_id, alias), version in changes.aliases.items():
+            if version is None:
+                con.execute(
+                    "DELETE FROM model_aliases WHERE model_id = ? AND alias = ?", (model_id, alias)
+                )
+            else:
+                con.execute(
+                    "INSERT OR REPLACE INTO model_aliases (model_id, alias, version)"
+                    " VALUES (?, ?, ?)",
+                    (model_id, alias, version),
+                )
 
     def _remember(self, states: Iterable[RunState]) -> None:
         with self._cache_lock:

@@ -54,6 +54,20 @@ class _Acc:
     tags: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
     metric_parts: list[pa.Table] = field(default_factory=list)
     latest: dict[tuple[str, str], tuple[int, int, float]] = field(default_factory=dict)
+    artifacts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_tags: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
+    versions: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    version_tags: dict[tuple[str, int, str], tuple[str, bool]] = field(default_factory=dict)
+    aliases: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return self.models.setdefault(model_id, {"model_id": model_id})
+
+    def version(self, model_id: str, version: int) -> dict[str, Any]:
+        return self.versions.setdefault(
+            (model_id, version), {"model_id": model_id, "version": version}
+        )
 
     def experiment(self, experiment_id: str) -> dict[str, Any]:
         return self.experiments.setdefault(experiment_id, {"experiment_id": experiment_id})
@@ -110,7 +124,66 @@ def _fold_metrics(acc: _Acc, run_id: str, cols: MetricArrays, position: int) -> 
             acc.latest[(run_id, key)] = cand
 
 
+def _fold_registry(acc: _Acc, kind: str, body: Any, ts: int) -> None:
+    """Registry events: ids, versions and archived versions arrive stamped by the gateway."""
+    mid = body.model_id
+    if kind == "registered_model_created":
+        acc.model(mid).update(
+            name=body.name,
+            description=body.description,
+            creation_time=body.creation_time,
+            last_updated_time=body.creation_time,
+            lifecycle_stage="active",
+        )
+        for tag in body.tags:
+            acc.model_tags[(mid, tag.key)] = (tag.value, False)
+    elif kind == "registered_model_renamed":
+        acc.model(mid).update(name=body.new_name, last_updated_time=ts)
+    elif kind == "registered_model_updated":
+        acc.model(mid).update(description=body.description, last_updated_time=ts)
+    elif kind == "registered_model_deleted":
+        acc.model(mid).update(lifecycle_stage="deleted", last_updated_time=ts)
+    elif kind == "registered_model_tag_set":
+        acc.model_tags[(mid, body.tag.key)] = (body.tag.value, False)
+    elif kind == "registered_model_tag_deleted":
+        acc.model_tags[(mid, body.key)] = ("", True)
+    elif kind == "model_version_created":
+        acc.version(mid, body.version).update(
+            source=body.source,
+            run_id=body.run_id or None,
+            description=body.description,
+            current_stage="None",
+            status="READY",
+            creation_time=body.creation_time,
+            last_updated_time=body.creation_time,
+            user_id=body.user_id,
+            lifecycle_stage="active",
+        )
+        acc.model(mid)["last_updated_time"] = body.creation_time
+        for tag in body.tags:
+            acc.version_tags[(mid, body.version, tag.key)] = (tag.value, False)
+    elif kind == "model_version_updated":
+        acc.version(mid, body.version).update(description=body.description, last_updated_time=ts)
+    elif kind == "model_version_stage_set":
+        acc.version(mid, body.version).update(current_stage=body.stage, last_updated_time=ts)
+        for other in body.archived_versions:
+            acc.version(mid, other).update(current_stage="Archived", last_updated_time=ts)
+    elif kind == "model_version_deleted":
+        acc.version(mid, body.version).update(lifecycle_stage="deleted", last_updated_time=ts)
+    elif kind == "model_version_tag_set":
+        acc.version_tags[(mid, body.version, body.tag.key)] = (body.tag.value, False)
+    elif kind == "model_version_tag_deleted":
+        acc.version_tags[(mid, body.version, body.key)] = ("", True)
+    elif kind == "model_alias_set":
+        acc.aliases[(mid, body.alias)] = (body.version, False)
+    elif kind == "model_alias_deleted":
+        acc.aliases[(mid, body.alias)] = (0, True)
+
+
 def _fold_event(acc: _Acc, kind: str, body: Any, position: int, ts: int) -> None:
+    if kind.startswith(("registered_model_", "model_")):
+        _fold_registry(acc, kind, body, ts)
+        return
     if kind == "experiment_created":
         e = acc.experiment(body.experiment_id)
         e.update(
@@ -165,6 +238,16 @@ def _fold_event(acc: _Acc, kind: str, body: Any, position: int, ts: int) -> None
             acc.tags[(body.run_id, tag.key)] = (tag.value, False)
     elif kind == "tag_deleted":
         acc.tags[(body.run_id, body.key)] = ("", True)
+    elif kind == "artifact_logged":
+        acc.artifacts[(body.run_id, body.path)] = {
+            "run_id": body.run_id,
+            "path": body.path,
+            "size": body.size,
+            "sha256": body.sha256,
+            "timestamp": ts,
+            "position": position,
+            "deleted": False,
+        }
 
 
 def _rows(name: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -225,6 +308,30 @@ def fold(records: Sequence[Record]) -> FoldResult:
             ],
         ),
     }
+    tables["artifacts"] = _rows("artifacts", list(acc.artifacts.values()))
+    tables["registered_models"] = _rows("registered_models", list(acc.models.values()))
+    tables["registered_model_tags"] = _rows(
+        "registered_model_tags",
+        [
+            {"model_id": m, "key": k, "value": v, "deleted": d}
+            for (m, k), (v, d) in acc.model_tags.items()
+        ],
+    )
+    tables["model_versions"] = _rows("model_versions", list(acc.versions.values()))
+    tables["model_version_tags"] = _rows(
+        "model_version_tags",
+        [
+            {"model_id": m, "version": n, "key": k, "value": v, "deleted": d}
+            for (m, n, k), (v, d) in acc.version_tags.items()
+        ],
+    )
+    tables["model_aliases"] = _rows(
+        "model_aliases",
+        [
+            {"model_id": m, "alias": a, "version": n, "deleted": d}
+            for (m, a), (n, d) in acc.aliases.items()
+        ],
+    )
     metrics_schema = TABLES["metrics"].fold_schema
     tables["metrics"] = (
         pa.concat_tables(acc.metric_parts).cast(metrics_schema)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
@@ -103,7 +104,7 @@ class Ingestor:
         size = request.ByteSize()
         with self._lock:
             checked = validate_batch(
-                self._log.catalog, request.batch_id, request.events, request_bytes=size
+                self._log.catalog, request.batch_id, request.events, request_bytes=size, user=user
             )
             if not checked.events:
                 # Nothing new (params repeated with their values): durable already.
@@ -112,6 +113,63 @@ class Ingestor:
                 payload = self._stamp(request.batch_id, user, checked.events)
                 position = self._append(request.batch_id, payload, checked.changes)
         return gateway_pb2.WriteResponse(batch_id=request.batch_id, position=str(position))
+
+    def create_model_version(
+        self, request: gateway_pb2.CreateModelVersionRequest, *, user: str
+    ) -> gateway_pb2.CreateModelVersionResponse:
+        """A new version; the answer carries the number the registry validation assigned."""
+        event = events_pb2.Event(
+            model_version_created=events_pb2.ModelVersionCreated(
+                name=request.name,
+                source=request.source,
+                run_id=request.run_id,
+                description=request.description,
+                tags=request.tags,
+            )
+        )
+        write = gateway_pb2.WriteRequest(batch_id=request.batch_id, events=[event])
+        if request.batch_id:
+            existing = self._log.find(request.batch_id)
+            if existing is not None:
+                version = self._logged_version(request.batch_id)
+                return gateway_pb2.CreateModelVersionResponse(
+                    name=request.name, version=version, position=str(existing)
+                )
+        self._backlog.check()
+        with self._lock:
+            checked = validate_batch(
+                self._log.catalog,
+                request.batch_id,
+                write.events,
+                request_bytes=write.ByteSize(),
+                user=user,
+            )
+            created = checked.events[0].model_version_created
+            payload = self._stamp(request.batch_id, user, checked.events)
+            position = self._append(request.batch_id, payload, checked.changes)
+        return gateway_pb2.CreateModelVersionResponse(
+            name=request.name, version=created.version, position=str(position)
+        )
+
+    def _logged_version(self, batch_id: str) -> int:
+        """The version a retried CreateModelVersion batch got the first time."""
+        position = self._log.find(batch_id)
+        records = self._log.read((position or 1) - 1, max_records=1, max_bytes=1)
+        batch = events_pb2.LoggedBatch()
+        batch.ParseFromString(records[0].payload)
+        return int(batch.events[0].model_version_created.version)
+
+    def record_artifact(self, run_id: str, path: str, size: int, sha256: str, *, user: str) -> int:
+        """Append the ArtifactLogged event of a file the artifact store now holds."""
+        event = events_pb2.Event(
+            artifact_logged=events_pb2.ArtifactLogged(
+                run_id=run_id, path=path, size=size, sha256=sha256
+            )
+        )
+        batch_id = f"artifact:{uuid.uuid4().hex}"
+        self._backlog.check()
+        with self._lock:
+            return self._append(batch_id, self._stamp(batch_id, user, [event]), StateChanges())
 
     def create_experiment(
         self, request: gateway_pb2.CreateExperimentRequest, *, user: str
@@ -160,14 +218,14 @@ class Ingestor:
         )
 
 
-def _user(context: grpc.ServicerContext) -> str:
+def user_of(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata():
         if key == "x-runlake-user":
             return str(value)[:200]
     return ""
 
 
-def _abort(context: grpc.ServicerContext, exc: RunlakeError) -> NoReturn:
+def abort(context: grpc.ServicerContext, exc: RunlakeError) -> NoReturn:
     context.abort(exc.code, str(exc))
     raise AssertionError("unreachable")  # context.abort raises
 
@@ -182,14 +240,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.WriteRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.WriteResponse:
         try:
-            return self._ingestor.write(request, user=_user(context))
+            return self._ingestor.write(request, user=user_of(context))
         except RunlakeError as exc:
-            _abort(context, exc)
+            abort(context, exc)
 
     def WriteStream(
         self, request_iterator: Iterator[gateway_pb2.WriteRequest], context: grpc.ServicerContext
     ) -> gateway_pb2.WriteStreamResponse:
-        user = _user(context)
+        user = user_of(context)
         acks = gateway_pb2.WriteStreamResponse()
         for request in request_iterator:
             try:
@@ -203,10 +261,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 context.abort(exc.code, msg)
         return acks
 
+    def CreateModelVersion(
+        self, request: gateway_pb2.CreateModelVersionRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.CreateModelVersionResponse:
+        try:
+            return self._ingestor.create_model_version(request, user=user_of(context))
+        except RunlakeError as exc:
+            abort(context, exc)
+
     def CreateExperiment(
         self, request: gateway_pb2.CreateExperimentRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.CreateExperimentResponse:
         try:
-            return self._ingestor.create_experiment(request, user=_user(context))
+            return self._ingestor.create_experiment(request, user=user_of(context))
         except RunlakeError as exc:
-            _abort(context, exc)
+            abort(context, exc)

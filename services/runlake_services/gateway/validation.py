@@ -24,6 +24,7 @@ from runlake.v1 import events_pb2
 
 from runlake_services.eventlog import Catalog, ExperimentState, RunState, StateChanges
 from runlake_services.gateway import limits as L
+from runlake_services.gateway.registry import REGISTRY_KINDS, validate_registry_events
 
 __all__ = [
     "Validated",
@@ -160,6 +161,7 @@ def validate_batch(
     *,
     request_bytes: int,
     now_ms: int | None = None,
+    user: str = "",
 ) -> Validated:
     """Validate a whole batch; raises the first problem, naming its field."""
     if not batch_id:
@@ -176,6 +178,13 @@ def validate_batch(
             f"request is {request_bytes} bytes, at most {L.MAX_REQUEST_BYTES}", field="events"
         )
     now = now_ms if now_ms is not None else int(time.time() * 1000)
+    registry = [ev.WhichOneof("body") in REGISTRY_KINDS for ev in events]
+    if any(registry) and not all(registry):
+        i = registry.index(not registry[0])
+        raise InvalidArgument("registry events go in a batch of their own", field=f"events[{i}]")
+    if registry[0]:
+        stamped, changes = validate_registry_events(catalog, events, now_ms=now, user=user)
+        return Validated(stamped, changes, 0)
     overlay = _Overlay(catalog, _run_ids(events))
     out: list[events_pb2.Event] = []
     points = 0
@@ -186,9 +195,7 @@ def validate_batch(
             raise InvalidArgument("event has no body", field=f"events[{i}]")
         handler = _HANDLERS.get(kind)
         if handler is None:
-            raise InvalidArgument(
-                "experiments are created with the CreateExperiment rpc", field=f"events[{i}]"
-            )
+            raise InvalidArgument(_WRITTEN_ELSEWHERE.get(kind, "not a client event"), field=f)
         checked = handler(overlay, getattr(ev, kind), f, now)
         if checked is None:
             continue
@@ -395,6 +402,12 @@ def _tag_deleted(o: _Overlay, b: events_pb2.TagDeleted, f: str, now: int) -> eve
 
 
 _Handler = Callable[[_Overlay, Any, str, int], events_pb2.Event | None]
+
+# Events a client may not send in a WriteRequest, and where they come from instead.
+_WRITTEN_ELSEWHERE = {
+    "experiment_created": "experiments are created with the CreateExperiment rpc",
+    "artifact_logged": "artifacts are recorded by the Artifacts service when they are stored",
+}
 
 _HANDLERS: dict[str, _Handler] = {
     "experiment_renamed": _experiment_renamed,

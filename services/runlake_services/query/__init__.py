@@ -1,4 +1,4 @@
-"""The query service: run search, point reads, metric history and read-only SQL."""
+"""The query service: run search, point reads, metric history, registry reads and SQL."""
 
 from runlake_services.query.filter import (
     And,
@@ -13,6 +13,7 @@ from runlake_services.query.filter import (
     parse_order_by,
 )
 from runlake_services.query.history import MetricHistory
+from runlake_services.query.registry import RegistryReader
 from runlake_services.query.servicer import QueryServicer, add_to_server
 from runlake_services.query.sql import SqlEngine
 from runlake_services.query.state import RunsIndex
@@ -26,6 +27,7 @@ __all__ = [
     "Or",
     "OrderKey",
     "QueryServicer",
+    "RegistryReader",
     "RunsIndex",
     "SqlEngine",
     "add_to_server",

@@ -1,4 +1,4 @@
-"""The gRPC Query service: thin over RunsIndex, MetricHistory and SqlEngine.
+"""The gRPC Query service: thin over RunsIndex, MetricHistory, SqlEngine and RegistryReader.
 
 Every rpc first waits for the request's read position (read-your-writes), so a
 read never answers from a state older than a write its caller saw acknowledged;
@@ -17,6 +17,7 @@ from runlake.v1 import query_pb2, query_pb2_grpc
 
 from runlake_services.progress import Progress
 from runlake_services.query.history import MetricHistory
+from runlake_services.query.registry import RegistryReader
 from runlake_services.query.sql import SqlEngine
 from runlake_services.query.state import RunsIndex
 
@@ -71,12 +72,14 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         sql: SqlEngine,
         progress: Progress,
         *,
+        registry: RegistryReader | None = None,
         default_wait_s: float = 5.0,
     ) -> None:
         self._state = state
         self._history = history
         self._sql = sql
         self._progress = progress
+        self._registry = registry
         self._wait = default_wait_s
 
     def _call(
@@ -160,6 +163,81 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         )
         for piece in arrow_ipc_chunks(table):
             yield query_pb2.SqlChunk(arrow_ipc=piece)
+
+    # -- model registry --
+
+    def _registry_or_abort(self, context: grpc.ServicerContext) -> RegistryReader:
+        """The registry reader; a servicer built without one answers UNIMPLEMENTED."""
+        if self._registry is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server does not serve the registry")
+            raise AssertionError("unreachable: abort raises")
+        return self._registry
+
+    def GetRegisteredModel(
+        self, request: query_pb2.GetRegisteredModelRequest, context: grpc.ServicerContext
+    ) -> query_pb2.RegisteredModel:
+        registry = self._registry_or_abort(context)
+        return self._call(
+            request.read,
+            context,
+            lambda: registry.get_registered_model(request.name, as_of_ms=request.as_of_ms),
+        )
+
+    def SearchRegisteredModels(
+        self, request: query_pb2.SearchRegisteredModelsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.SearchRegisteredModelsResponse:
+        registry = self._registry_or_abort(context)
+
+        def search() -> query_pb2.SearchRegisteredModelsResponse:
+            found, token = registry.search_registered_models(
+                request.filter, list(request.order_by), request.max_results, request.page_token
+            )
+            return query_pb2.SearchRegisteredModelsResponse(
+                registered_models=found, next_page_token=token
+            )
+
+        return self._call(request.read, context, search)
+
+    def GetModelVersion(
+        self, request: query_pb2.GetModelVersionRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ModelVersion:
+        registry = self._registry_or_abort(context)
+        return self._call(
+            request.read,
+            context,
+            lambda: registry.get_model_version(
+                request.name,
+                version=request.version,
+                alias=request.alias,
+                stage=request.stage,
+                as_of_ms=request.as_of_ms,
+            ),
+        )
+
+    def SearchModelVersions(
+        self, request: query_pb2.SearchModelVersionsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.SearchModelVersionsResponse:
+        registry = self._registry_or_abort(context)
+
+        def search() -> query_pb2.SearchModelVersionsResponse:
+            found, token = registry.search_model_versions(
+                request.filter, list(request.order_by), request.max_results, request.page_token
+            )
+            return query_pb2.SearchModelVersionsResponse(
+                model_versions=found, next_page_token=token
+            )
+
+        return self._call(request.read, context, search)
+
+    def GetModelHistory(
+        self, request: query_pb2.ModelHistoryRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ModelHistoryResponse:
+        registry = self._registry_or_abort(context)
+        return self._call(
+            request.read,
+            context,
+            lambda: query_pb2.ModelHistoryResponse(entries=registry.model_history(request.name)),
+        )
 
     def GetPosition(
         self, request: query_pb2.PositionRequest, context: grpc.ServicerContext

@@ -7,7 +7,7 @@ import threading
 import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
-from runlake_services.tables.schema import TABLES
+from runlake_services.tables.schema import TABLES, MergeMode
 
 __all__ = ["DeltaTableReader"]
 
@@ -44,8 +44,18 @@ class DeltaTableReader:
             return dt
 
     def dataset(self, name: str) -> pads.Dataset:
-        """A pyarrow dataset of the latest snapshot (an empty one if the table is absent)."""
+        """A pyarrow dataset of the latest snapshot (an empty one if the table is absent).
+
+        Tables kept by MERGE (every mode but APPEND) come back read into memory. delta-rs's
+        merge writes string columns as Arrow ``string_view``, and a filter pushed down into
+        a pyarrow scan over such files can fail ("no kernel matching input types (string,
+        string_view)"), seen with DuckDB's pushdown once a table had both kinds of files.
+        Those tables hold one row per entity (runs, tags, registry), so reading them whole
+        is cheap; the unbounded APPEND tables (metrics, events) keep their lazy scan.
+        """
         dt = self.table(name)
         if dt is None:
             return pads.dataset(TABLES[name].schema.empty_table())
+        if TABLES[name].mode is not MergeMode.APPEND:
+            return pads.dataset(dt.to_pyarrow_dataset().to_table())
         return dt.to_pyarrow_dataset()

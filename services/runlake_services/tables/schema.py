@@ -159,6 +159,84 @@ LATEST_METRICS = TableSpec(
     doc="The latest point of each run's metric: highest step, then timestamp, then value.",
 )
 
+ARTIFACTS = TableSpec(
+    "artifacts",
+    _s(
+        ("run_id", _STR, False),
+        ("path", _STR, False),
+        ("size", _I64, False),
+        ("sha256", _STR, False),
+        ("timestamp", _I64, False),
+        ("position", _I64, False),
+    ),
+    keys=("run_id", "path"),
+    mode=MergeMode.UPSERT,
+    doc="Files stored under each run's artifact root (path relative to it); the latest "
+    "upload of a path wins. The bytes live in the artifact store, not here.",
+)
+
+REGISTERED_MODELS = TableSpec(
+    "registered_models",
+    _s(
+        ("model_id", _STR, False),
+        ("name", _STR, True),
+        ("description", _STR, True),
+        ("creation_time", _I64, True),
+        ("last_updated_time", _I64, True),
+        ("lifecycle_stage", _STR, True),
+    ),
+    keys=("model_id",),
+    mode=MergeMode.COALESCE,
+    doc="One row per registered model. model_id is its identity for life; name is its "
+    "current name. lifecycle_stage 'deleted' hides it and its versions.",
+)
+REGISTERED_MODEL_TAGS = TableSpec(
+    "registered_model_tags",
+    _s(("model_id", _STR, False), ("key", _STR, False), ("value", _STR, False)),
+    keys=("model_id", "key"),
+    mode=MergeMode.UPSERT,
+    doc="Current tags of each registered model.",
+)
+MODEL_VERSIONS = TableSpec(
+    "model_versions",
+    _s(
+        ("model_id", _STR, False),
+        ("version", _I64, False),
+        ("source", _STR, True),
+        ("run_id", _STR, True),
+        ("description", _STR, True),
+        ("current_stage", _STR, True),
+        ("status", _STR, True),
+        ("creation_time", _I64, True),
+        ("last_updated_time", _I64, True),
+        ("user_id", _STR, True),
+        ("lifecycle_stage", _STR, True),
+    ),
+    keys=("model_id", "version"),
+    mode=MergeMode.COALESCE,
+    doc="One row per model version (join registered_models on model_id for the name); "
+    "run_id is the run that produced it.",
+)
+MODEL_VERSION_TAGS = TableSpec(
+    "model_version_tags",
+    _s(
+        ("model_id", _STR, False),
+        ("version", _I64, False),
+        ("key", _STR, False),
+        ("value", _STR, False),
+    ),
+    keys=("model_id", "version", "key"),
+    mode=MergeMode.UPSERT,
+    doc="Current tags of each model version.",
+)
+MODEL_ALIASES = TableSpec(
+    "model_aliases",
+    _s(("model_id", _STR, False), ("alias", _STR, False), ("version", _I64, False)),
+    keys=("model_id", "alias"),
+    mode=MergeMode.UPSERT,
+    doc="Aliases of registered models (e.g. champion -> 3).",
+)
+
 #: Every table, in the order a compaction round commits them. ``events`` is last:
 #: its commit marks the round as done (see the compactor's commit protocol).
 TABLES: dict[str, TableSpec] = {
@@ -171,6 +249,12 @@ TABLES: dict[str, TableSpec] = {
         TAGS,
         METRICS,
         LATEST_METRICS,
+        ARTIFACTS,
+        REGISTERED_MODELS,
+        REGISTERED_MODEL_TAGS,
+        MODEL_VERSIONS,
+        MODEL_VERSION_TAGS,
+        MODEL_ALIASES,
         EVENTS,
     )
 }

@@ -1,0 +1,230 @@
+"""Artifact transfers for RunlakeClient: proxied gRPC streams or presigned direct URLs.
+
+Uploads read files in 1 MiB chunks and hash as they go, so a file of several GB is
+never held in memory; the trailer carries size and sha256 and the gateway refuses the
+upload (leaving nothing) when they disagree with what arrived. Downloads land in a
+temporary file beside the destination and are renamed at the end, so an interrupted
+download never leaves a half file under the final name.
+
+Mode: ``proxied`` (default; the gateway holds the store credentials) or ``direct``
+(RUNLAKE_ARTIFACT_MODE=direct: the client PUTs/GETs presigned URLs the gateway issues;
+needs an S3 store).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from runlake.artifact_paths import check_artifact_path, join_artifact_path
+from runlake.errors import InvalidArgument, NotFound, RunlakeError
+from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+__all__ = ["ArtifactTransfer", "FileInfo", "artifact_mode"]
+
+CHUNK = 1024 * 1024
+_HTTP_TIMEOUT_S = 300
+# A transfer of several GB takes a while; the stream itself is the progress.
+_RPC_TIMEOUT_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a run's artifacts, as MLflow's ``FileInfo``: path relative to the root."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None
+
+
+def artifact_mode() -> str:
+    mode = os.environ.get("RUNLAKE_ARTIFACT_MODE", "proxied").strip().lower() or "proxied"
+    if mode not in ("proxied", "direct"):
+        raise InvalidArgument(f"{mode!r}: use 'proxied' or 'direct'", field="RUNLAKE_ARTIFACT_MODE")
+    return mode
+
+
+def _chunks(path: Path, digest: Any, sizes: list[int]) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            sizes[0] += len(chunk)
+            yield chunk
+
+
+class ArtifactTransfer:
+    """The artifact calls of one client; ``call`` maps gRPC errors to runlake errors."""
+
+    def __init__(
+        self,
+        stub: artifacts_pb2_grpc.ArtifactsStub,
+        metadata: Any,
+        error: Callable[[grpc.RpcError], RunlakeError],
+    ) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._error = error
+
+    def _call(self, fn: Callable[..., Any], request: Any) -> Any:
+        try:
+            return fn(request, timeout=_RPC_TIMEOUT_S, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    # -- upload --
+
+    def upload_file(self, run_id: str, local: Path, path: str) -> artifacts_pb2.UploadResponse:
+        check_artifact_path(path, "artifact_path")
+        if not local.is_file():
+            raise InvalidArgument(f"{str(local)!r} is not a file", field="local_path")
+        if artifact_mode() == "direct":
+            return self._upload_direct(run_id, local, path)
+        digest = hashlib.sha256()
+        sizes = [0]
+
+        def messages() -> Iterator[artifacts_pb2.UploadChunk]:
+            yield artifacts_pb2.UploadChunk(
+                header=artifacts_pb2.UploadHeader(run_id=run_id, path=path)
+            )
+            for chunk in _chunks(local, digest, sizes):
+                yield artifacts_pb2.UploadChunk(data=chunk)
+            yield artifacts_pb2.UploadChunk(
+                trailer=artifacts_pb2.UploadTrailer(size=sizes[0], sha256=digest.hexdigest())
+            )
+
+        response: artifacts_pb2.UploadResponse = self._call(self._stub.Upload, messages())
+        return response
+
+    def _upload_direct(self, run_id: str, local: Path, path: str) -> artifacts_pb2.UploadResponse:
+        url = self._call(
+            self._stub.CreateUploadUrl, artifacts_pb2.CreateUrlRequest(run_id=run_id, path=path)
+        ).url
+        digest = hashlib.sha256()
+        sizes = [0]
+        size = local.stat().st_size
+        req = urllib.request.Request(
+            url,
+            data=_chunks(local, digest, sizes),
+            method="PUT",
+            headers={"Content-Length": str(size)},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=_HTTP_TIMEOUT_S) as resp:
+                resp.read()
+        except OSError as exc:
+            raise RunlakeError(f"direct upload of {path!r} failed: {exc}", field="path") from None
+        commit = artifacts_pb2.CommitUploadRequest(
+            run_id=run_id, path=path, sha256=digest.hexdigest()
+        )
+        response: artifacts_pb2.UploadResponse = self._call(self._stub.CommitUpload, commit)
+        return response
+
+    def upload_dir(self, run_id: str, local_dir: Path, artifact_path: str | None) -> int:
+        if not local_dir.is_dir():
+            raise InvalidArgument(f"{str(local_dir)!r} is not a directory", field="local_dir")
+        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+        for f in files:
+            rel = f.relative_to(local_dir).as_posix()
+            self.upload_file(run_id, f, join_artifact_path(artifact_path, rel))
+        return len(files)
+
+    def upload_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        check_artifact_path(artifact_file, "artifact_file")
+        with tempfile.TemporaryDirectory(prefix="runlake-") as tmp:
+            local = Path(tmp) / "artifact"
+            local.write_bytes(data)
+            self.upload_file(run_id, local, artifact_file)
+
+    # -- read --
+
+    def list(self, run_id: str, path: str | None) -> list[FileInfo]:
+        req = artifacts_pb2.ListArtifactsRequest(
+            run_id=run_id, path=check_artifact_path((path or "").strip("/"), allow_root=True)
+        )
+        resp: artifacts_pb2.ListArtifactsResponse = self._call(self._stub.ListArtifacts, req)
+        return [FileInfo(f.path, f.is_dir, None if f.is_dir else f.size) for f in resp.files]
+
+    def download(self, run_id: str, path: str, dst: Path) -> Path:
+        """Download a file or (recursively) a directory to ``dst``/basename; the local path."""
+        path = check_artifact_path(path.strip("/"), allow_root=True)
+        entries = self.list(run_id, path) if path == "" else None
+        if entries is None:
+            parent = path.rpartition("/")[0]
+            match = [e for e in self.list(run_id, parent) if e.path == path]
+            if match and not match[0].is_dir:
+                out = dst / path.rpartition("/")[2]
+                self._download_file(run_id, path, out)
+                return out
+            entries = self.list(run_id, path)
+            if not match and not entries:
+                raise NotFound(f"the run has no artifact {path!r}", field="path")
+        base = dst / path.rpartition("/")[2] if path else dst
+        base.mkdir(parents=True, exist_ok=True)
+        for e in entries:
+            if e.is_dir:
+                self.download(run_id, e.path, base)
+            else:
+                self._download_file(run_id, e.path, base / e.path.rpartition("/")[2])
+        return base
+
+    def _download_file(self, run_id: str, path: str, out: Path) -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if artifact_mode() == "direct":
+                    url = self._call(
+                        self._stub.CreateDownloadUrl,
+                        artifacts_pb2.CreateUrlRequest(run_id=run_id, path=path),
+                    ).url
+                    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as resp:
+                        while chunk := resp.read(CHUNK):
+                            f.write(chunk)
+                else:
+                    req = artifacts_pb2.DownloadRequest(run_id=run_id, path=path)
+                    try:
+                        for chunk in self._call(self._stub.Download, req):
+                            f.write(chunk.data)
+                    except grpc.RpcError as exc:
+                        raise self._error(exc) from None
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def dict_bytes(data: Any, artifact_file: str) -> bytes:
+    """A dict as JSON, or YAML when the file name says .yaml/.yml (MLflow's log_dict rule)."""
+    if artifact_file.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_dump(data, default_flow_style=False, sort_keys=False).encode()
+    return json.dumps(data, indent=2).encode()
+
+
+def figure_bytes(figure: Any, artifact_file: str) -> bytes:
+    """A matplotlib or plotly figure rendered by the file name's extension."""
+    import io
+
+    module = type(figure).__module__
+    if module.startswith("matplotlib"):
+        buf = io.BytesIO()
+        ext = artifact_file.rpartition(".")[2] or "png"
+        figure.savefig(buf, format=ext)
+        return buf.getvalue()
+    if module.startswith("plotly"):
+        if artifact_file.endswith(".html"):
+            return str(figure.to_html()).encode()
+        return bytes(figure.to_image(format=artifact_file.rpartition(".")[2] or "png"))
+    raise InvalidArgument(
+        f"a matplotlib or plotly figure, got {type(figure).__name__}", field="figure"
+    )

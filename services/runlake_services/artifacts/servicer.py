@@ -1,0 +1,210 @@
+"""The Artifacts gRPC service: proxied upload/download, listing, presigned direct access.
+
+It sits at the gateway because writes need the gateway's checks: the run must exist
+and not be deleted, the path must be canonical and stay under the run's artifact root,
+and the root must lie inside the store this gateway serves (an experiment created with
+a foreign ``artifact_location`` cannot make the gateway write elsewhere). Every stored
+file is recorded as an ArtifactLogged event, so the ``events`` table audits artifacts
+like every other write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+from runlake.artifact_paths import check_artifact_path
+from runlake.errors import Conflict, InvalidArgument, NotFound, RunlakeError
+from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+from runlake_services.artifacts.store import ArtifactStore, key_within
+from runlake_services.eventlog import Catalog
+from runlake_services.gateway.servicer import Ingestor, abort, user_of
+
+__all__ = ["ArtifactsServicer", "RunRoots"]
+
+_DEFAULT_EXPIRY_S = 15 * 60
+_MAX_EXPIRY_S = 60 * 60
+_MAX_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunRoots:
+    """Maps a run to its artifact root's key in the store, checking the run on the way."""
+
+    catalog: Catalog
+    store: ArtifactStore
+
+    def root(self, run_id: str, *, for_write: bool) -> str:
+        if not run_id:
+            raise InvalidArgument("must not be empty", field="run_id")
+        run = self.catalog.runs([run_id]).get(run_id)
+        if run is None:
+            raise NotFound(f"no run with id {run_id!r}", field="run_id")
+        if for_write and run.lifecycle_stage != "active":
+            raise Conflict(f"run {run_id} is deleted; restore it first", field="run_id")
+        exp = self.catalog.experiment(run.experiment_id)
+        if exp is None:  # the catalog writes both in one transaction; cannot happen
+            raise NotFound(f"no experiment {run.experiment_id!r}", field="run_id")
+        uri = f"{exp.artifact_location.rstrip('/')}/{run_id}/artifacts"
+        key = key_within(self.store.root_uri, uri)
+        if key is None:
+            raise Conflict(
+                f"the run's artifact root {uri} is outside this gateway's artifact store "
+                f"{self.store.root_uri}",
+                field="run_id",
+            )
+        return key
+
+    def key(self, run_id: str, path: str, *, for_write: bool, allow_root: bool = False) -> str:
+        check_artifact_path(path, "path", allow_root=allow_root)
+        root = self.root(run_id, for_write=for_write)
+        return "/".join(p for p in (root, path) if p)
+
+
+def _expiry(requested: int) -> int:
+    if requested < 0 or requested > _MAX_EXPIRY_S:
+        raise InvalidArgument(f"must be between 0 and {_MAX_EXPIRY_S} s", field="expires_in_s")
+    return requested or _DEFAULT_EXPIRY_S
+
+
+class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
+    def __init__(self, roots: RunRoots, ingestor: Ingestor) -> None:
+        self._roots = roots
+        self._store = roots.store
+        self._ingestor = ingestor
+
+    def Upload(
+        self, request_iterator: Iterator[artifacts_pb2.UploadChunk], context: grpc.ServicerContext
+    ) -> artifacts_pb2.UploadResponse:
+        try:
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise InvalidArgument("the first message must be the header", field="header")
+            header = first.header
+            key = self._roots.key(header.run_id, header.path, for_write=True)
+            trailer: list[artifacts_pb2.UploadTrailer] = []
+
+            def data() -> Iterator[bytes]:
+                for i, msg in enumerate(request_iterator, start=1):
+                    part = msg.WhichOneof("part")
+                    if part == "data":
+                        if trailer:
+                            raise InvalidArgument("data after the trailer", field=f"chunks[{i}]")
+                        if len(msg.data) > _MAX_CHUNK:
+                            raise InvalidArgument(
+                                f"{len(msg.data)} bytes; at most {_MAX_CHUNK}", field=f"chunks[{i}]"
+                            )
+                        yield msg.data
+                    elif part == "trailer":
+                        trailer.append(msg.trailer)
+                    else:
+                        raise InvalidArgument(f"unexpected {part} part", field=f"chunks[{i}]")
+
+            def verify(size: int, sha: str) -> None:
+                if not trailer:
+                    raise InvalidArgument(
+                        "the stream ended without a trailer: upload incomplete", field="trailer"
+                    )
+                t = trailer[0]
+                if t.size != size:
+                    raise InvalidArgument(
+                        f"{size} bytes arrived, the trailer says {t.size}", field="trailer.size"
+                    )
+                if t.sha256 and t.sha256.lower() != sha:
+                    raise InvalidArgument(
+                        "the bytes that arrived have another sha256", field="trailer.sha256"
+                    )
+
+            stored = self._store.put(key, data(), verify)
+            position = self._ingestor.record_artifact(
+                header.run_id, header.path, stored.size, stored.sha256, user=user_of(context)
+            )
+            return artifacts_pb2.UploadResponse(
+                path=header.path, size=stored.size, sha256=stored.sha256, position=str(position)
+            )
+        except RunlakeError as exc:
+            abort(context, exc)
+
+    def Download(
+        self, request: artifacts_pb2.DownloadRequest, context: grpc.ServicerContext
+    ) -> Iterator[artifacts_pb2.DownloadChunk]:
+        try:
+            key = self._roots.key(request.run_id, request.path, for_write=False)
+            size, chunks = self._store.get(key)
+        except RunlakeError as exc:
+            abort(context, exc)
+        first = True
+        for chunk in chunks:
+            yield artifacts_pb2.DownloadChunk(data=chunk, size=size if first else 0)
+            first = False
+        if first:  # an empty file still answers once, with its size
+            yield artifacts_pb2.DownloadChunk(size=0)
+
+    def ListArtifacts(
+        self, request: artifacts_pb2.ListArtifactsRequest, context: grpc.ServicerContext
+    ) -> artifacts_pb2.ListArtifactsResponse:
+        try:
+            root = self._roots.root(request.run_id, for_write=False)
+            path = request.path.rstrip("/")
+            key = self._roots.key(request.run_id, path, for_write=False, allow_root=True)
+            entries = self._store.list(key)
+        except RunlakeError as exc:
+            abort(context, exc)
+        cut = len(root) + 1 if root else 0
+        return artifacts_pb2.ListArtifactsResponse(
+            root_uri="/".join(p for p in (self._store.root_uri, root) if p),
+            files=[
+                artifacts_pb2.FileInfo(path=e.key[cut:], is_dir=e.is_dir, size=e.size)
+                for e in entries
+            ],
+        )
+
+    def _url(
+        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext, *, put: bool
+    ) -> artifacts_pb2.CreateUrlResponse:
+        try:
+            expires = _expiry(request.expires_in_s)
+            key = self._roots.key(request.run_id, request.path, for_write=put)
+            presign = self._store.presign_put if put else self._store.presign_get
+            url = presign(key, expires)
+        except RunlakeError as exc:
+            abort(context, exc)
+        return artifacts_pb2.CreateUrlResponse(
+            url=url, expires_at_ms=int((time.time() + expires) * 1000)
+        )
+
+    def CreateUploadUrl(
+        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext
+    ) -> artifacts_pb2.CreateUrlResponse:
+        return self._url(request, context, put=True)
+
+    def CreateDownloadUrl(
+        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext
+    ) -> artifacts_pb2.CreateUrlResponse:
+        return self._url(request, context, put=False)
+
+    def CommitUpload(
+        self, request: artifacts_pb2.CommitUploadRequest, context: grpc.ServicerContext
+    ) -> artifacts_pb2.UploadResponse:
+        try:
+            key = self._roots.key(request.run_id, request.path, for_write=True)
+            size = self._store.size(key)
+            if size is None:
+                raise NotFound(
+                    f"nothing was uploaded to {request.path!r}: PUT to the URL first",
+                    field="path",
+                )
+            sha = request.sha256.lower()
+            if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+                raise InvalidArgument("must be 64 hex digits", field="sha256")
+            position = self._ingestor.record_artifact(
+                request.run_id, request.path, size, sha, user=user_of(context)
+            )
+        except RunlakeError as exc:
+            abort(context, exc)
+        return artifacts_pb2.UploadResponse(
+            path=request.path, size=size, sha256=sha, position=str(position)
+        )

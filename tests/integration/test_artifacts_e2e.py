@@ -1,0 +1,177 @@
+"""Artifacts through a real embedded server: proxied streaming, hostile input, audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import runlake
+from runlake.errors import Conflict, InvalidArgument, NotFound
+from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
+from runlake_services.embedded.process import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def run_id(client: runlake.RunlakeClient) -> str:
+    rid = client.create_run("0", run_name="artifacts").info.run_id
+    client.flush()
+    return rid
+
+
+@pytest.fixture
+def stub(server: ServerProcess) -> artifacts_pb2_grpc.ArtifactsStub:
+    return artifacts_pb2_grpc.ArtifactsStub(grpc.insecure_channel(server.uri[len("grpc://") :]))
+
+
+def _names(client: runlake.RunlakeClient, run_id: str, path: str | None = None) -> list[str]:
+    return [f.path + ("/" if f.is_dir else "") for f in client.list_artifacts(run_id, path)]
+
+
+def test_log_list_download_round_trip(
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "nested").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "nested" / "b.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    client.log_artifacts(run_id, str(src), "bundle")
+    client.log_artifact(run_id, str(src / "a.txt"))
+    client.log_text(run_id, "héllo", "notes/readme.md")
+    client.log_dict(run_id, {"lr": 0.1, "layers": [1, 2]}, "config.yaml")
+
+    assert _names(client, run_id) == ["a.txt", "bundle/", "config.yaml", "notes/"]
+    assert _names(client, run_id, "bundle") == ["bundle/a.txt", "bundle/nested/"]
+    sizes = {f.path: f.file_size for f in client.list_artifacts(run_id, "bundle/nested")}
+    assert sizes == {"bundle/nested/b.bin": 3 * 1024 * 1024 + 7}
+
+    out = Path(client.download_artifacts(run_id, "bundle", str(tmp_path / "dl")))
+    assert (out / "nested" / "b.bin").read_bytes() == (src / "nested" / "b.bin").read_bytes()
+    assert (out / "a.txt").read_text() == "alpha"
+    one = runlake.artifacts.download_artifacts(
+        f"runs:/{run_id}/notes/readme.md", tracking_uri=client.tracking_uri
+    )
+    assert Path(one).read_text() == "héllo"
+    assert "layers:" in Path(client.download_artifacts(run_id, "config.yaml")).read_text()
+
+
+def test_every_stored_file_is_in_the_audit_trail_with_its_digest(
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"\x01" * 1000)
+    client.log_artifact(run_id, str(f), "model")
+    rows = client.sql(
+        "SELECT path, size, sha256 FROM artifacts WHERE run_id = '" + run_id + "'"
+    ).to_dict("records")
+    assert rows == [
+        {
+            "path": "model/weights.bin",
+            "size": 1000,
+            "sha256": hashlib.sha256(f.read_bytes()).hexdigest(),
+        }
+    ]
+    events = client.sql(
+        "SELECT event_type, user FROM events WHERE run_id = '" + run_id + "' "
+        "AND event_type = 'artifact_logged'"
+    )
+    assert len(events) == 1
+
+
+@pytest.mark.parametrize(
+    "path", ["../../escape.txt", "/etc/passwd", "a/../../b", "a//b", "a\\b", "./x", ""]
+)
+def test_the_gateway_refuses_hostile_paths_sent_past_the_sdk(
+    stub: artifacts_pb2_grpc.ArtifactsStub, run_id: str, server: ServerProcess, path: str
+) -> None:
+    def msgs() -> Iterator[artifacts_pb2.UploadChunk]:
+        yield artifacts_pb2.UploadChunk(header=artifacts_pb2.UploadHeader(run_id=run_id, path=path))
+        yield artifacts_pb2.UploadChunk(data=b"x")
+        yield artifacts_pb2.UploadChunk(trailer=artifacts_pb2.UploadTrailer(size=1))
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Upload(msgs())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "path" in (err.value.details() or "")
+    for bad in (
+        artifacts_pb2.DownloadRequest(run_id=run_id, path=path),
+        artifacts_pb2.ListArtifactsRequest(run_id=run_id, path=path or "../x"),
+    ):
+        call = (
+            stub.Download if isinstance(bad, artifacts_pb2.DownloadRequest) else stub.ListArtifacts
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            result = call(bad)
+            list(result) if isinstance(bad, artifacts_pb2.DownloadRequest) else result
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # nothing escaped: no file outside the artifact root was written
+    assert not (server.data_dir / "escape.txt").exists()
+    assert not (server.data_dir.parent / "escape.txt").exists()
+
+
+def test_a_corrupted_or_incomplete_upload_leaves_nothing(
+    stub: artifacts_pb2_grpc.ArtifactsStub, client: runlake.RunlakeClient, run_id: str
+) -> None:
+    def msgs(trailer: artifacts_pb2.UploadTrailer | None) -> Iterator[artifacts_pb2.UploadChunk]:
+        yield artifacts_pb2.UploadChunk(
+            header=artifacts_pb2.UploadHeader(run_id=run_id, path="partial.bin")
+        )
+        yield artifacts_pb2.UploadChunk(data=b"x" * 1000)
+        if trailer is not None:
+            yield artifacts_pb2.UploadChunk(trailer=trailer)
+
+    for trailer, field in (
+        (None, "trailer"),
+        (artifacts_pb2.UploadTrailer(size=999), "trailer.size"),
+        (artifacts_pb2.UploadTrailer(size=1000, sha256="0" * 64), "trailer.sha256"),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Upload(msgs(trailer))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (err.value.details() or "")
+    assert _names(client, run_id) == []
+
+
+def test_unknown_and_deleted_runs(
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    with pytest.raises(NotFound):
+        client.log_artifact("0" * 32, str(f))
+    client.delete_run(run_id)
+    with pytest.raises(Conflict, match="deleted"):
+        client.log_artifact(run_id, str(f))
+    client.restore_run(run_id)
+    client.log_artifact(run_id, str(f))
+    with pytest.raises(NotFound):
+        client.download_artifacts(run_id, "missing.txt", str(tmp_path / "dl"))
+    with pytest.raises(InvalidArgument, match="local_path"):
+        client.log_artifact(run_id, str(tmp_path / "nope.txt"))
+
+
+def test_a_run_in_a_foreign_artifact_location_is_refused(
+    client: runlake.RunlakeClient, tmp_path: Path
+) -> None:
+    eid = client.create_experiment("foreign-location", artifact_location=(tmp_path / "x").as_uri())
+    rid = client.create_run(eid).info.run_id
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    with pytest.raises(Conflict, match="outside"):
+        client.log_artifact(rid, str(f))
+    assert not (tmp_path / "x").exists()
+
+
+def test_direct_mode_needs_a_store_that_can_presign(
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNLAKE_ARTIFACT_MODE", "direct")
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    with pytest.raises(Conflict, match="direct access"):
+        client.log_artifact(run_id, str(f))
