@@ -175,3 +175,31 @@ def test_direct_mode_needs_a_store_that_can_presign(
     f.write_text("x")
     with pytest.raises(Conflict, match="direct access"):
         client.log_artifact(run_id, str(f))
+
+
+def test_artifacts_cli(
+    server: ServerProcess, client: runlake.RunlakeClient, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    run_id = client.create_run("0", run_name="cli-artifacts").info.run_id
+    client.log_text(run_id, "hello", "docs/readme.txt")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "runlake.cli", "--tracking-uri", server.uri, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    out = cli("artifacts", "ls", run_id, "docs", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [{"path": "docs/readme.txt", "is_dir": False, "size": 5}]
+    out = cli("artifacts", "get", run_id, "docs/readme.txt", "--dst", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "readme.txt").read_text() == "hello"
+    bad = cli("artifacts", "get", run_id, "../../etc/passwd", "--dst", str(tmp_path))
+    assert bad.returncode == 1 and bad.stderr.startswith("error: path:")
