@@ -38,6 +38,7 @@ from runlake.entities import (
     ViewType,
 )
 from runlake.errors import InvalidArgument, NotFound, RunlakeError, Unavailable, from_grpc
+from runlake.positions import later
 from runlake.v1 import (
     artifacts_pb2_grpc,
     events_pb2,
@@ -69,15 +70,6 @@ def _read_wait_ms() -> int:
 def _view(view: ViewType | int | str) -> query_pb2.ViewType.ValueType:
     v = ViewType.from_string(view) if isinstance(view, str) else ViewType(view)
     return query_pb2.ViewType.ValueType(int(v))
-
-
-def _later(a: str, b: str) -> str:
-    """The later of two position tokens (the embedded log's are integers; else the newest)."""
-    if not a or not b:
-        return a or b
-    if a.isdigit() and b.isdigit():
-        return a if int(a) >= int(b) else b
-    return b
 
 
 class RunlakeClient(RegistryMixin):
@@ -126,7 +118,7 @@ class RunlakeClient(RegistryMixin):
         s = self._s if self._s is not None and not self._s.stale else None
         s = s or existing_sender(self.tracking_uri)
         position = s.flush() if s is not None else ""
-        position = _later(self._explicit_position, position)
+        position = later(self._explicit_position, position)
         return query_pb2.ReadOptions(min_position=position, wait_timeout_ms=_read_wait_ms())
 
     def _call(self, fn: Callable[..., R], request: Any) -> R:
@@ -163,7 +155,7 @@ class RunlakeClient(RegistryMixin):
         """
         self.flush()
         resp = self._call(self._query.GetPosition, query_pb2.PositionRequest())
-        self._explicit_position = _later(self._explicit_position, resp.log_end)
+        self._explicit_position = later(self._explicit_position, resp.log_end)
 
     # -- experiments --
 

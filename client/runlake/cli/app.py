@@ -48,6 +48,10 @@ def _add_late_groups() -> None:
     app.add_typer(artifacts, name="artifacts")
     app.add_typer(models, name="models")
 
+    from runlake.cli.scale_cmds import gateway
+
+    app.command("gateway")(clean_errors(gateway))
+
 
 _VIEWS = {
     View.active: ViewType.ACTIVE_ONLY,

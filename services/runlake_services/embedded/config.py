@@ -31,7 +31,7 @@ class ServerConfig(BaseModel):
     #: Log bytes folded per compaction round at most. Bounds the server's memory (a
     #: round's rows, Parquet buffers and merge state are several times this) while
     #: keeping rounds few enough for Delta's commit rate.
-    compact_round_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    compact_round_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
     #: Where artifact bytes go: ``file:///dir`` or ``s3://bucket/prefix`` (S3 settings from
     #: RUNLAKE_S3_* variables). None: ``<data dir>/artifacts``.
     artifacts_destination: str | None = None

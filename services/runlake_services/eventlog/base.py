@@ -151,11 +151,21 @@ def _sqlite(uri: str) -> EventLog:
     return SqliteEventLog(path)
 
 
+def _kafka(uri: str) -> EventLog:
+    from typing import cast
+
+    from runlake_services.eventlog.kafka import KafkaEventLog
+
+    # Its positions are vector tokens (str), not row ids: see docs/decisions/0012.
+    return cast(EventLog, KafkaEventLog.from_uri(uri))
+
+
 _BUILDERS["sqlite"] = _sqlite
+_BUILDERS["kafka"] = _kafka
 
 
 def open_event_log(uri: str) -> EventLog:
-    """Open the log named by ``uri`` (``sqlite:///path/to/log.db``)."""
+    """Open the log named by ``uri`` (``sqlite:///path/to/log.db``, ``kafka://host:port/topic``)."""
     scheme = urlparse(uri).scheme
     builder = _BUILDERS.get(scheme)
     if builder is None:

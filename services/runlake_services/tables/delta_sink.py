@@ -20,6 +20,7 @@ APP_ID = "runlake-compactor"
 
 # Checkpoints every N commits keep a cold open of a table fast.
 _TABLE_CONFIG = {"delta.checkpointInterval": "50"}
+_COMPACT_TARGET_BYTES = 32 * 1024 * 1024
 
 
 def _latest_predicate() -> str:
@@ -111,6 +112,9 @@ class DeltaTableSink:
         """Compact small files and write a checkpoint: keeps cold reads in milliseconds."""
         dt = self._table(name)
         with self._lock:
-            dt.optimize.compact()
+            # One task and 32 MiB files: compaction holds about one target file's worth
+            # of rows at a time (the defaults, a task per core and 100 MiB files, were the
+            # server's memory peaks under a long write flood).
+            dt.optimize.compact(target_size=_COMPACT_TARGET_BYTES, max_concurrent_tasks=1)
             dt.create_checkpoint()
             dt.update_incremental()
