@@ -187,6 +187,16 @@ def test_models_cli(server: ServerProcess, client: runlake.RunlakeClient) -> Non
     )
     assert "cli-reg@prod -> version 1" in cli("models", "alias", "cli-reg", "prod", "1")
     assert '"version": 1' in cli("models", "versions", "cli-reg", "-o", "json")
+    cli("models", "describe", "cli-reg", "# Churn\nscores customers")
+    cli("models", "tag", "cli-reg", "team", "growth")
+    cli("models", "tag", "cli-reg", "validated", "yes", "--version", "1")
+    cli("models", "rename", "cli-reg", "cli-reg-2")
+    cli("models", "rename", "cli-reg-2", "cli-reg")
+    model = client.get_registered_model("cli-reg")
+    assert model.description.startswith("# Churn") and model.tags == {"team": "growth"}
+    assert client.get_model_version("cli-reg", 1).tags == {"validated": "yes"}
+    cli("models", "tag", "cli-reg", "team", "--delete")
+    assert client.get_registered_model("cli-reg").tags == {}
     history = cli("models", "history", "cli-reg", "-o", "json")
     assert "model_alias_set" in history and "model_version_stage_set" in history
     bad = subprocess.run(

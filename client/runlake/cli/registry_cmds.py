@@ -238,3 +238,54 @@ def models_history(ctx: typer.Context, name: str, output: OutOpt = Output.table)
             }
         )
     emit(rows, ["time", "user", "event", "detail"], output, f"history of {name}")
+
+
+@models.command("rename")
+def models_rename(ctx: typer.Context, name: str, new_name: str) -> None:
+    """Rename a registered model (its versions, aliases and history follow it)."""
+    _client(ctx).rename_registered_model(name, new_name)
+    typer.echo(f"renamed {name} to {new_name}")
+
+
+@models.command("describe")
+def models_describe(
+    ctx: typer.Context,
+    name: str,
+    description: str,
+    version: Annotated[int | None, typer.Option("--version", help="Describe this version.")] = None,
+) -> None:
+    """Set the (markdown) description of a registered model or of one version."""
+    client = _client(ctx)
+    if version is None:
+        client.update_registered_model(name, description)
+    else:
+        client.update_model_version(name, version, description)
+    typer.echo(f"updated the description of {name}" + (f" version {version}" if version else ""))
+
+
+@models.command("tag")
+def models_tag(
+    ctx: typer.Context,
+    name: str,
+    key: str,
+    value: Annotated[str | None, typer.Argument(help="Omit with --delete.")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="Tag this version.")] = None,
+    delete: Annotated[bool, typer.Option("--delete")] = False,
+) -> None:
+    """Set (or --delete) a tag of a registered model or of one version."""
+    client = _client(ctx)
+    if not delete and value is None:
+        raise typer.BadParameter("give a value, or --delete", param_hint="VALUE")
+    if version is None:
+        if delete:
+            client.delete_registered_model_tag(name, key)
+        else:
+            client.set_registered_model_tag(name, key, value)
+    elif delete:
+        client.delete_model_version_tag(name, version, key)
+    else:
+        client.set_model_version_tag(name, version, key, value)
+    typer.echo(
+        f"{'deleted' if delete else 'set'} tag {key} on {name}"
+        + (f" version {version}" if version else "")
+    )
