@@ -34,6 +34,7 @@ from bench import (
     many_runs,
     search,
     server,
+    serving,
 )
 from bench.common import Ctx, Row
 
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Row]]] = {
     search.NAME: search.run,
     history.NAME: history.run,
     server.NAME: server.run,
+    serving.NAME: serving.run,
     artifacts.NAME: artifacts.run,
 }
 
