@@ -41,7 +41,9 @@ app.add_typer(runs, name="runs")
 def _add_late_groups() -> None:
     """Groups defined in their own modules (they import this one for the shared client)."""
     from runlake.cli.registry_cmds import artifacts, models
+    from runlake.cli.serve_cmd import serve
 
+    models.command("serve")(serve)
     for group in (artifacts, models):
         for command in group.registered_commands:
             command.callback = clean_errors(command.callback)  # type: ignore[arg-type]
@@ -51,6 +53,10 @@ def _add_late_groups() -> None:
     from runlake.cli.scale_cmds import gateway
 
     app.command("gateway")(clean_errors(gateway))
+
+    from runlake.cli.compactor_cmd import compactor
+
+    app.command("compactor")(clean_errors(compactor))
 
 
 _VIEWS = {
