@@ -113,6 +113,9 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 background.threads=4
 log.retention.hours=168
+# A gateway batch may be up to 16 MiB (docs/decisions/0012): let 20 MiB messages through.
+message.max.bytes=20971520
+replica.fetch.max.bytes=20971520
 EOF
   cat >"$data_dir/log4j2.properties" <<EOF
 # Written by scripts/kafka.sh: the broker logs to logs/server.log, rolled at 20 MB, 5 kept.
@@ -155,7 +158,7 @@ create_topics() {
     [ -n "$t" ] || continue
     if ! run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
       --create --if-not-exists --topic "$t" --partitions "$partitions" \
-      --replication-factor 1 >&2; then
+      --replication-factor 1 --config max.message.bytes=20971520 >&2; then
       return 1
     fi
     log "topic $t ready (new topics get $partitions partitions)"

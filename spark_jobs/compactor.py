@@ -7,17 +7,19 @@ in ``foreachBatch``, for every micro-batch:
 1. collects the micro-batch's ``(topic, partition, offset, value)`` to the driver as Arrow
    and orders it by (topic, partition, offset). A run's (a registered model's) events share
    a Kafka key, hence one partition, so this order is each key's log order;
-2. drops repeated batch ids (an ambiguous producer timeout can log one batch twice;
-   docs/decisions/0012: keep the first by partition order) and runs the **same** pure
-   ``runlake_services.fold.fold`` the embedded compactor runs;
+2. drops repeated batch ids — within the micro-batch and against the ids folded in the
+   last ``dedupe_window_s`` (an ambiguous producer timeout can log one batch twice, and the
+   retry may land in a later micro-batch; docs/decisions/0012: the first by log order
+   wins) — and runs the **same** pure ``runlake_services.fold.fold`` the embedded
+   compactor runs;
 3. applies each table's rows with delta-spark by the rules of ``TABLES`` (APPEND = append;
    COALESCE/UPSERT/LATEST = MERGE with the predicates of ``tables/delta_sink.py``), every
-   commit carrying the Delta app transaction ``(<job id>/<table>, <micro-batch id>)``. A
+   commit carrying the Delta app transaction ``(<job id>/<table>, <micro-batch id>)``
+   (spark_jobs/delta_tables.py). Tables commit concurrently; ``events`` commits last, as
+   in decision 0004, and carries the folded offsets (its commit's userMetadata). A
    micro-batch replayed after a crash (Spark re-runs it with the same id and offsets) is
    skipped by every table that already committed it, so nothing is doubled or lost;
-   ``events`` is committed last, as in decision 0004;
-4. publishes how far it has folded (``<tables>/_runlake/progress``, see :data:`PROGRESS_SCHEMA`)
-   and compacts small files every ``optimize_every`` micro-batches.
+4. compacts small files every ``optimize_every`` micro-batches.
 
 The fold runs on the driver: a micro-batch is bounded by ``maxOffsetsPerTrigger``, decoding
 plus folding costs far less than the Delta commits that follow (measured in
@@ -34,17 +36,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections import OrderedDict
+from collections.abc import Container, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from runlake.positions import Vector, format_vector
+from runlake.positions import Vector
 from runlake.v1 import events_pb2
 from runlake_services.fold import fold
-from runlake_services.tables.delta_sink import _latest_predicate
-from runlake_services.tables.schema import TABLES, FoldResult, MergeMode, TableSpec
+from runlake_services.tables.folded import progress_metadata
+from runlake_services.tables.schema import TABLES, FoldResult
+
+from spark_jobs.delta_tables import commit_table, ensure_tables, read_folded
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -52,10 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TOPICS",
-    "PROGRESS_SCHEMA",
-    "PROGRESS_TABLE",
     "CompactorConfig",
     "FoldedBatch",
+    "RecentBatchIds",
     "SparkCompactor",
     "decode_position",
     "encode_position",
@@ -66,27 +70,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TOPICS: tuple[str, ...] = ("runlake.events", "runlake.registry")
-#: Relative to the tables root: the folded offsets, one row per topic-partition.
-PROGRESS_TABLE = "_runlake/progress"
-#: ``offset`` is the last offset folded (inclusive, like runlake.positions tokens);
-#: ``batch_id`` the micro-batch that folded it; ``token`` the whole vector as a token.
-PROGRESS_SCHEMA = pa.schema(
-    [
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("batch_id", pa.int64(), nullable=False),
-        pa.field("updated_at_ms", pa.int64(), nullable=False),
-        pa.field("token", pa.string(), nullable=False),
-    ]
-)
-
 _OFFSET_BITS = 40  # 1.1e12 messages per partition
 _PARTITION_BITS = 12  # 4096 partitions per topic
 _TOPIC_BITS = 11  # 2048 topics; 40 + 12 + 11 = 63 bits: always a positive int64
-
-_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
-_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 
 def encode_position(topic_slot: int, partition: int, offset: int) -> int:
@@ -113,13 +99,18 @@ class FoldedBatch:
     offsets: Vector  # (topic, partition) -> last offset seen (inclusive)
     records: int
     duplicates: int
+    batch_ids: list[str] = field(default_factory=list)  # the ids folded, in log order
 
 
-def fold_kafka_records(rows: pa.Table, topics: Sequence[str]) -> FoldedBatch:
+def fold_kafka_records(
+    rows: pa.Table, topics: Sequence[str], recent: Container[str] = frozenset()
+) -> FoldedBatch:
     """Order Kafka rows (topic, partition, offset, value) per partition, dedupe, fold.
 
-    Pure: the same rows always give the same result, which is what makes a replayed
-    micro-batch write exactly the rows it wrote the first time.
+    A batch id seen earlier in the rows or in ``recent`` (ids folded by earlier
+    micro-batches) is a duplicate and skipped. Pure: the same rows and ``recent`` always
+    give the same result, which is what makes a replayed micro-batch write exactly the
+    rows it wrote the first time.
     """
     slots = {t: i for i, t in enumerate(topics)}
     topic = rows.column("topic").to_pylist()
@@ -140,13 +131,67 @@ def fold_kafka_records(rows: pa.Table, topics: Sequence[str]) -> FoldedBatch:
         batch.ParseFromString(value[i])
         batch_id = batch.meta.batch_id
         if batch_id:
-            if batch_id in seen:
+            if batch_id in seen or batch_id in recent:
                 duplicates += 1
                 continue
             seen.add(batch_id)
         records.append((encode_position(slots[topic[i]], partition[i], offset[i]), batch))
     result = fold(records) if records else None
-    return FoldedBatch(result, offsets, len(records), duplicates)
+    folded_ids = [b.meta.batch_id for _, b in records if b.meta.batch_id]
+    return FoldedBatch(result, offsets, len(records), duplicates, folded_ids)
+
+
+class RecentBatchIds:
+    """Batch ids folded in the last ``window_s`` seconds (by their gateway receive time).
+
+    A retried batch reaches Kafka within seconds of the first copy (the producer's
+    timeout, then the SDK's retry), so a window of minutes catches every duplicate while
+    keeping memory bounded (~100 bytes an id). Seeded from the ``events`` table at start,
+    so a restarted job dedupes exactly like the one before it.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_ms = int(window_s * 1000)
+        self._ids: OrderedDict[str, int] = OrderedDict()
+
+    def __contains__(self, batch_id: object) -> bool:
+        return batch_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, batch_ids: Sequence[str], received_ms: int) -> None:
+        for batch_id in batch_ids:
+            self._ids[batch_id] = received_ms
+            self._ids.move_to_end(batch_id)
+        horizon = received_ms - self.window_ms
+        while self._ids:
+            oldest, at = next(iter(self._ids.items()))
+            if at >= horizon:
+                break
+            del self._ids[oldest]
+
+    def seed(self, spark: SparkSession, config: CompactorConfig) -> None:
+        """The ids the ``events`` table holds from the last window (one filtered scan)."""
+        from pyspark.sql import functions as F
+
+        horizon = int(time.time() * 1000) - self.window_ms
+        rows = (
+            spark.read.format("delta")
+            .load(config.table_uri("events"))
+            .where(F.col("timestamp") >= horizon)
+            .groupBy("batch_id")
+            .agg(F.max("timestamp").alias("at"))
+            .orderBy("at")
+            .collect()
+        )
+        for row in rows:
+            self._ids[str(row["batch_id"])] = int(row["at"])
+
+
+def read_progress(spark: SparkSession, config: CompactorConfig) -> Vector:
+    """The Kafka offsets folded into the tables so far (inclusive; empty before any)."""
+    return read_folded(spark, config)
 
 
 @dataclass(frozen=True)
@@ -161,6 +206,10 @@ class CompactorConfig:
     available_now: bool = False  # fold what is there, then stop (tests, backfills)
     max_offsets_per_trigger: int | None = 20_000
     optimize_every: int = 100  # micro-batches between OPTIMIZE runs; 0: never
+    #: tables committed at once within a micro-batch (events always last, alone)
+    commit_threads: int = 4
+    #: how long a folded batch id is remembered to drop a later duplicate of it
+    dedupe_window_s: float = 600.0
     job_id: str = "runlake-spark-compactor"
     starting_offsets: str = "earliest"
     query_name: str | None = None
@@ -169,103 +218,20 @@ class CompactorConfig:
     def table_uri(self, name: str) -> str:
         return f"{self.tables_uri.rstrip('/')}/{name}"
 
-    @property
-    def progress_uri(self) -> str:
-        return self.table_uri(PROGRESS_TABLE)
-
     def app_id(self, table: str) -> str:
         """The Delta app-transaction id of ``table``: stable across restarts of this job."""
         return f"{self.job_id}/{table}"
 
 
-def _struct(schema: pa.Schema) -> Any:
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(schema)
-
-
-def ensure_tables(spark: SparkSession, config: CompactorConfig) -> None:
-    """Create every table (and the progress table) that does not exist yet, empty."""
-    from delta.tables import DeltaTable
-
-    specs = [(name, spec.schema, spec.doc) for name, spec in TABLES.items()]
-    specs.append((PROGRESS_TABLE, PROGRESS_SCHEMA, "Offsets the compactor has folded."))
-    for name, schema, doc in specs:
-        (
-            DeltaTable.createIfNotExists(spark)
-            .location(config.table_uri(name))
-            .addColumns(_struct(schema))
-            .comment(doc)
-            .execute()
-        )
+#: Session confs for the MERGEs. A MERGE source here is rows from the driver's memory,
+#: deterministic, so Delta need not materialise (checkpoint) it first: one job less each.
+_MERGE_CONF = {"spark.databricks.delta.merge.materializeSource": "none"}
 
 
-def read_progress(spark: SparkSession, config: CompactorConfig) -> Vector:
-    """The folded offsets the progress table holds (empty before the first micro-batch)."""
-    rows = spark.read.format("delta").load(config.progress_uri)
-    rows = rows.select("topic", "partition", "offset")
-    return {(r["topic"], int(r["partition"])): int(r["offset"]) for r in rows.collect()}
-
-
-@contextmanager
-def _session_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
-    """Delta's idempotent-DML session confs around one MERGE (they apply to MERGE too)."""
-    spark.conf.set(_TXN_APP_ID, app_id)
-    spark.conf.set(_TXN_VERSION, str(version))
-    try:
-        yield
-    finally:
-        spark.conf.unset(_TXN_APP_ID)
-        spark.conf.unset(_TXN_VERSION)
-
-
-def commit_table(
-    spark: SparkSession, config: CompactorConfig, name: str, rows: pa.Table, batch_id: int
-) -> None:
-    """Apply one table's fold rows with the rule of delta_sink.py, exactly once per batch."""
-    from delta.tables import DeltaTable
-
-    spec = TABLES[name]
-    uri = config.table_uri(name)
-    app_id = config.app_id(name)
-    if spec.mode is MergeMode.APPEND:
-        src = spark.createDataFrame(rows.select(spec.schema.names).cast(spec.schema))
-        (
-            src.write.format("delta")
-            .mode("append")
-            .option("txnAppId", app_id)
-            .option("txnVersion", batch_id)
-            .save(uri)
-        )
-        return
-    src = spark.createDataFrame(rows.cast(spec.fold_schema))
-    merger = (
-        DeltaTable.forPath(spark, uri)
-        .alias("t")
-        .merge(src.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in spec.keys))
-    )
-    merger = _merge_clauses(merger, spec)
-    with _session_txn(spark, app_id, batch_id):
-        merger.execute()
-
-
-def _merge_clauses(merger: Any, spec: TableSpec) -> Any:
-    stored = spec.schema.names
-    everything = {c: f"s.{c}" for c in stored}
-    if spec.mode is MergeMode.COALESCE:
-        updates = {c: f"coalesce(s.{c}, t.{c})" for c in stored if c not in spec.keys}
-        return merger.whenMatchedUpdate(set=updates).whenNotMatchedInsert(values=everything)
-    if spec.mode is MergeMode.UPSERT:
-        return (
-            merger.whenMatchedDelete(condition="s.deleted")
-            .whenMatchedUpdate(condition="NOT s.deleted", set=everything)
-            .whenNotMatchedInsert(condition="NOT s.deleted", values=everything)
-        )
-    if spec.mode is MergeMode.LATEST:
-        return merger.whenMatchedUpdate(
-            condition=_latest_predicate(), set=everything
-        ).whenNotMatchedInsert(values=everything)
-    raise ValueError(f"{spec.name}: no MERGE for {spec.mode}")
+def _tuned(session: SparkSession) -> SparkSession:
+    for key, value in _MERGE_CONF.items():
+        session.conf.set(key, value)
+    return session
 
 
 @dataclass
@@ -279,18 +245,22 @@ class BatchStats:
     fold_s: float = 0.0
     write_s: float = 0.0
     tables_committed: list[str] = field(default_factory=list)
+    #: seconds each table's commit took (the micro-batch's cost is mostly these)
+    table_s: dict[str, float] = field(default_factory=dict)
 
 
 class SparkCompactor:
     """The streaming query and its ``foreachBatch``; see the module docstring."""
 
     def __init__(self, spark: SparkSession, config: CompactorConfig) -> None:
-        self._spark = spark
+        self._spark = _tuned(spark)
         self.config = config
         self.last = BatchStats()
         self.batches = 0
-        self._folded: Vector | None = None  # loaded lazily from the progress table
+        self._folded: Vector | None = None  # loaded lazily from the events table
+        self._recent = RecentBatchIds(config.dedupe_window_s)
         self._dirty: set[str] = set()  # tables committed since the last OPTIMIZE
+        self._sessions: dict[str, SparkSession] = {}
 
     def source(self) -> DataFrame:
         c = self.config
@@ -312,6 +282,7 @@ class SparkCompactor:
         """Create the tables if needed and start the query (returns at once)."""
         c = self.config
         ensure_tables(self._spark, c)
+        self._recent.seed(self._spark, c)
         writer = (
             self.source()
             .writeStream.queryName(c.query_name or c.job_id)
@@ -331,18 +302,12 @@ class SparkCompactor:
         t0 = time.perf_counter()
         rows = df.select("topic", "partition", "offset", "value").toArrow()
         t1 = time.perf_counter()
-        folded = fold_kafka_records(rows, self.config.topics)
+        folded = fold_kafka_records(rows, self.config.topics, self._recent)
         t2 = time.perf_counter()
         stats.records, stats.duplicates = folded.records, folded.duplicates
-        if folded.result is not None:
-            for name in TABLES:  # events is last: its commit marks the batch complete
-                table_rows = folded.result.tables[name]
-                if table_rows.num_rows:
-                    commit_table(spark, self.config, name, table_rows, batch_id)
-                    stats.tables_committed.append(name)
-                    self._dirty.add(name)
         if folded.offsets:
-            self._publish_progress(spark, folded.offsets, batch_id)
+            self._commit_tables(spark, folded, batch_id, stats)
+            self._recent.add(folded.batch_ids, int(time.time() * 1000))
         stats.collect_s, stats.fold_s = t1 - t0, t2 - t1
         stats.write_s = time.perf_counter() - t2
         every = self.config.optimize_every
@@ -351,45 +316,65 @@ class SparkCompactor:
         self.last = stats
         self.batches += 1
         log.info(
-            "batch %d: %d records (%d duplicates) collect %.3fs fold %.3fs write %.3fs",
+            "batch %d: %d records (%d duplicates) collect %.3fs fold %.3fs write %.3fs %s",
             batch_id, stats.records, stats.duplicates, stats.collect_s, stats.fold_s,
-            stats.write_s,
+            stats.write_s, stats.table_s,
         )  # fmt: skip
 
-    def _publish_progress(self, spark: SparkSession, offsets: Vector, batch_id: int) -> None:
+    def _session_for(self, name: str) -> SparkSession:
+        """One SQL session per table: the idempotent-MERGE confs are per session."""
+        session = self._sessions.get(name)
+        if session is None:
+            session = self._sessions[name] = _tuned(self._spark.newSession())
+        return session
+
+    def _commit_tables(
+        self, spark: SparkSession, folded: FoldedBatch, batch_id: int, stats: BatchStats
+    ) -> None:
+        """Every table but ``events`` at once (each in its own session), then ``events``.
+
+        A commit is mostly waiting (Delta log reads and writes, job scheduling), so
+        concurrent commits of different tables overlap well even on two cores. ``events``
+        marks the micro-batch complete (decision 0004) and carries the folded offsets, so
+        it starts only once every other table has committed; any failure leaves it
+        uncommitted and fails the batch. It is committed even when it has no rows (a
+        micro-batch of duplicates only), so the published offsets always advance.
+        """
+        result = folded.result
+        tables = result.tables if result is not None else {}
+        names = [n for n in TABLES if n != "events" and n in tables and tables[n].num_rows]
+
+        def commit(name: str, rows: pa.Table, metadata: str | None = None) -> None:
+            t = time.perf_counter()
+            session = self._session_for(name) if self.config.commit_threads > 1 else spark
+            commit_table(session, self.config, name, rows, batch_id, user_metadata=metadata)
+            stats.table_s[name] = round(time.perf_counter() - t, 3)
+
+        if self.config.commit_threads > 1 and len(names) > 1:
+            with ThreadPoolExecutor(self.config.commit_threads, "runlake-commit") as pool:
+                futures = [pool.submit(commit, name, tables[name]) for name in names]
+                wait(futures)
+            for future in futures:
+                future.result()  # the first failure, after every commit has ended
+        else:
+            for name in names:
+                commit(name, tables[name])
         if self._folded is None:
-            self._folded = read_progress(spark, self.config)
+            self._folded = read_folded(spark, self.config)
         vector = dict(self._folded)
-        for key, offset in offsets.items():
+        for key, offset in folded.offsets.items():
             vector[key] = max(vector.get(key, -1), offset)
-        token = format_vector(vector)
-        now = int(time.time() * 1000)
-        entries = sorted(vector.items())
-        table = pa.table(
-            {
-                "topic": [t for (t, _), _ in entries],
-                "partition": [p for (_, p), _ in entries],
-                "offset": [o for _, o in entries],
-                "batch_id": [batch_id] * len(entries),
-                "updated_at_ms": [now] * len(entries),
-                "token": [token] * len(entries),
-            },
-            schema=PROGRESS_SCHEMA,
-        )
-        (
-            spark.createDataFrame(table)
-            .write.format("delta")
-            .mode("overwrite")
-            .option("txnAppId", self.config.app_id("progress"))
-            .option("txnVersion", batch_id)
-            .save(self.config.progress_uri)
-        )
+        events = tables.get("events", TABLES["events"].fold_schema.empty_table())
+        commit("events", events, progress_metadata(vector, batch_id))
         self._folded = vector
+        names.append("events")
+        stats.tables_committed.extend(names)
+        self._dirty.update(names)
 
     def _optimize(self, spark: SparkSession) -> None:
         """Small-file compaction of the tables written since the last run (not a data change)."""
         from delta.tables import DeltaTable
 
-        for name in sorted(self._dirty):  # not progress: each overwrite leaves one file
+        for name in sorted(self._dirty):
             DeltaTable.forPath(spark, self.config.table_uri(name)).optimize().executeCompaction()
         self._dirty.clear()

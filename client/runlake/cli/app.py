@@ -50,13 +50,20 @@ def _add_late_groups() -> None:
     app.add_typer(artifacts, name="artifacts")
     app.add_typer(models, name="models")
 
-    from runlake.cli.scale_cmds import gateway
+    from runlake.cli.scale_cmds import gateway, query
 
     app.command("gateway")(clean_errors(gateway))
+    app.command("query")(clean_errors(query))
 
     from runlake.cli.compactor_cmd import compactor
 
     app.command("compactor")(clean_errors(compactor))
+
+    from runlake.cli.cluster_cmds import dev_cluster
+
+    for command in dev_cluster.registered_commands:
+        command.callback = clean_errors(command.callback)  # type: ignore[arg-type]
+    app.add_typer(dev_cluster, name="dev-cluster")
 
 
 _VIEWS = {

@@ -129,6 +129,10 @@ def start_spark_compactor(
 
 def run_spark_compactor(settings: SparkCompactorSettings) -> None:
     """Run until stopped (SIGTERM/SIGINT) or, with ``available_now``, until caught up."""
+    import logging
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("spark_jobs").setLevel(logging.INFO)
     running = start_spark_compactor(settings)
     stop = threading.Event()
 

@@ -18,6 +18,7 @@ from runlake.errors import ResourceExhausted, RunlakeError
 from runlake.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc
 
 from runlake_services.eventlog import EventLog, ExperimentState, StateChanges
+from runlake_services.gateway.upstream import Coordinator, catch_up, needs_coordinator
 from runlake_services.gateway.validation import (
     check_tags,
     validate_batch,
@@ -231,16 +232,42 @@ def abort(context: grpc.ServicerContext, exc: RunlakeError) -> NoReturn:
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    """gRPC transport over :class:`Ingestor`; errors map to status codes in one place."""
+    """gRPC transport over :class:`Ingestor`; errors map to status codes in one place.
 
-    def __init__(self, ingestor: Ingestor) -> None:
+    ``coordinator``: on a ``--no-coordinator`` gateway, where uniqueness-sensitive writes
+    are forwarded (gateway/upstream.py). ``wait_for``: on the coordinator, how to wait
+    until its catalog covers a forwarding gateway's position (``x-runlake-after``).
+    """
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        *,
+        coordinator: Coordinator | None = None,
+        wait_for: Callable[[str, float], bool] | None = None,
+    ) -> None:
         self._ingestor = ingestor
+        self._coordinator = coordinator
+        self._wait_for = wait_for
+
+    def _local(self, context: grpc.ServicerContext) -> None:
+        if self._wait_for is not None:
+            catch_up(context, self._wait_for)
+
+    def _write(
+        self, request: gateway_pb2.WriteRequest, context: grpc.ServicerContext, user: str
+    ) -> gateway_pb2.WriteResponse:
+        if self._coordinator is not None and needs_coordinator(request.events):
+            return self._coordinator.write(request, context.invocation_metadata())
+        if needs_coordinator(request.events):
+            self._local(context)
+        return self._ingestor.write(request, user=user)
 
     def Write(
         self, request: gateway_pb2.WriteRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.WriteResponse:
         try:
-            return self._ingestor.write(request, user=user_of(context))
+            return self._write(request, context, user_of(context))
         except RunlakeError as exc:
             abort(context, exc)
 
@@ -251,7 +278,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         acks = gateway_pb2.WriteStreamResponse()
         for request in request_iterator:
             try:
-                acks.acks.append(self._ingestor.write(request, user=user))
+                acks.acks.append(self._write(request, context, user))
             except RunlakeError as exc:
                 done = len(acks.acks)
                 msg = (
@@ -265,6 +292,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.CreateModelVersionRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.CreateModelVersionResponse:
         try:
+            if self._coordinator is not None:
+                return self._coordinator.create_model_version(
+                    request, context.invocation_metadata()
+                )
+            self._local(context)
             return self._ingestor.create_model_version(request, user=user_of(context))
         except RunlakeError as exc:
             abort(context, exc)
@@ -273,6 +305,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.CreateExperimentRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.CreateExperimentResponse:
         try:
+            if self._coordinator is not None:
+                return self._coordinator.create_experiment(request, context.invocation_metadata())
+            self._local(context)
             return self._ingestor.create_experiment(request, user=user_of(context))
         except RunlakeError as exc:
             abort(context, exc)

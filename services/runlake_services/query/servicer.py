@@ -15,7 +15,7 @@ import pyarrow as pa
 from runlake.errors import RunlakeError
 from runlake.v1 import query_pb2, query_pb2_grpc
 
-from runlake_services.progress import Progress
+from runlake_services.progress import ReadBarrier
 from runlake_services.query.history import MetricHistory
 from runlake_services.query.registry import RegistryReader
 from runlake_services.query.sql import SqlEngine
@@ -70,7 +70,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         state: RunsIndex,
         history: MetricHistory,
         sql: SqlEngine,
-        progress: Progress,
+        progress: ReadBarrier,
         *,
         registry: RegistryReader | None = None,
         default_wait_s: float = 5.0,
@@ -242,9 +242,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     def GetPosition(
         self, request: query_pb2.PositionRequest, context: grpc.ServicerContext
     ) -> query_pb2.PositionResponse:
-        return query_pb2.PositionResponse(
-            log_end=str(self._progress.log_end), folded=str(self._progress.folded)
-        )
+        log_end, folded = self._progress.tokens()
+        return query_pb2.PositionResponse(log_end=log_end, folded=folded)
 
 
 def add_to_server(servicer: QueryServicer, server: grpc.Server) -> None:

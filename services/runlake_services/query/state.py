@@ -39,16 +39,17 @@ from runlake_services.query.filter import (
 from runlake_services.query.merge import DDL, apply_round, load_tables
 from runlake_services.query.paging import decode_token, encode_token, page_size
 from runlake_services.tables.reader import DeltaTableReader
-from runlake_services.tables.schema import TABLES, FoldResult
+from runlake_services.tables.schema import CHANGE_FEED_TABLES, TABLES, FoldResult
 
-__all__ = ["RunsIndex"]
+__all__ = ["INDEX_TABLES", "RunsIndex"]
 
 _VIEWS: dict[int, tuple[str, ...]] = {
     query_pb2.ACTIVE_ONLY: ("active",),
     query_pb2.DELETED_ONLY: ("deleted",),
     query_pb2.ALL: ("active", "deleted"),
 }
-_LOADED = ("experiments", "experiment_tags", "runs", "params", "tags", "latest_metrics")
+#: The tables the index is built from (and, at scale, follows through their change feed).
+INDEX_TABLES = CHANGE_FEED_TABLES
 _START_TIME = Identifier("attribute", "start_time")
 # Beyond this many ids a page is fetched by a semi-join instead of an IN list.
 _IN_LIST_MAX = 2_000
@@ -81,7 +82,10 @@ class RunsIndex:
 
     def load(self, reader: DeltaTableReader) -> None:
         """Replace the contents with the Delta tables' latest snapshots (absent ones are empty)."""
-        data = {name: reader.dataset(name).to_table() for name in _LOADED}
+        self.load_tables({name: reader.dataset(name).to_table() for name in INDEX_TABLES})
+
+    def load_tables(self, data: dict[str, pa.Table]) -> None:
+        """Replace the contents with these rows of :data:`INDEX_TABLES` (stored schemas)."""
         self._write(lambda cur, _keys: load_tables(cur, data))
 
     def apply(self, result: FoldResult) -> None:

@@ -15,7 +15,7 @@ from enum import Enum
 
 import pyarrow as pa
 
-__all__ = ["TABLES", "FoldResult", "MergeMode", "TableSpec", "empty_table"]
+__all__ = ["CHANGE_FEED_TABLES", "TABLES", "FoldResult", "MergeMode", "TableSpec", "empty_table"]
 
 
 class MergeMode(Enum):
@@ -258,6 +258,18 @@ TABLES: dict[str, TableSpec] = {
         EVENTS,
     )
 }
+
+#: The tables the query service's in-memory index is built from. At scale it follows
+#: them through Delta's change data feed, so the Spark compactor creates them with
+#: ``delta.enableChangeDataFeed`` (the others need no feed: they are read per query).
+CHANGE_FEED_TABLES: tuple[str, ...] = (
+    "experiments",
+    "experiment_tags",
+    "runs",
+    "params",
+    "tags",
+    "latest_metrics",
+)
 
 
 def empty_table(name: str, *, fold: bool = False) -> pa.Table:

@@ -34,7 +34,6 @@ from runlake_services.tables.reader import DeltaTableReader
 from runlake_services.tables.schema import TABLES
 
 from spark_jobs.compactor import (
-    PROGRESS_TABLE,
     CompactorConfig,
     SparkCompactor,
     encode_position,
@@ -311,7 +310,13 @@ def test_spark_and_embedded_compactors_fold_to_identical_tables(
     recorded: tuple[Pipeline, list[tuple[int, bytes]]],
 ) -> None:
     p, records = recorded
-    produced = _produce(kafka.bootstrap_servers, records, _topics("conformance"))
+    # Two batches logged twice, the copies at the end of the log, many micro-batches after
+    # the originals (an ambiguous producer timeout, then the SDK's retry): folded once.
+    metric_batches = [
+        r for r in records if E.LoggedBatch.FromString(r[1]).events[0].HasField("metrics_logged")
+    ]
+    copies = [(-position, payload) for position, payload in metric_batches[:2]]
+    produced = _produce(kafka.bootstrap_servers, records + copies, _topics("conformance"))
     # small micro-batches: merges across batches are exercised, not just one fold
     config = _config(
         kafka, minio, "conformance", f"tests/spark-compactor-{uuid.uuid4().hex}",
@@ -335,11 +340,22 @@ def test_spark_and_embedded_compactors_fold_to_identical_tables(
     events = _spark_rows(spark, config, "events")
     future = [e for e in events if e["batch_id"] == "future"]
     assert [(e["event_type"], e["user"]) for e in future] == [("unknown", "future")]
-    # progress: each partition folded to its last offset
+    # progress: each partition folded to its last offset, carried by the last events commit
     folded = read_progress(spark, config)
-    assert sum(o + 1 for o in folded.values()) == len(records)
-    progress = spark.read.format("delta").load(config.table_uri(PROGRESS_TABLE)).collect()
-    assert len({r["token"] for r in progress}) == 1
+    assert sum(o + 1 for o in folded.values()) == len(records) + len(copies)
+    from deltalake import DeltaTable
+    from runlake.positions import parse_vector
+    from runlake_services.tables.folded import latest_folded
+
+    s3 = minio.s3_settings
+    options = {
+        "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_REGION": s3.region,
+        "AWS_ALLOW_HTTP": "true",
+    }  # fmt: skip
+    uri = config.table_uri("events").replace("s3a://", "s3://", 1)
+    token = latest_folded(DeltaTable(uri, storage_options=options).history(limit=50))
+    assert token is not None and parse_vector(token) == folded  # what delta-rs readers see
 
 
 class _CrashAfter(SparkCompactor):
@@ -355,10 +371,12 @@ class _CrashAfter(SparkCompactor):
 
         original = job.commit_table
 
-        def commit_then_die(spark: Any, config: Any, name: str, rows: Any, bid: int) -> None:
+        def commit_then_die(
+            spark: Any, config: Any, name: str, rows: Any, bid: int, **kw: Any
+        ) -> None:
             if name == "events":
                 raise RuntimeError("simulated crash before the events commit")
-            original(spark, config, name, rows, bid)
+            original(spark, config, name, rows, bid, **kw)
 
         job.commit_table = commit_then_die  # type: ignore[assignment]
         try:
@@ -434,7 +452,7 @@ def test_a_replayed_micro_batch_commits_nothing(
             name: DeltaTable.forPath(spark, config.table_uri(name))
             .history(1)
             .collect()[0]["version"]
-            for name in (*TABLES, PROGRESS_TABLE)
+            for name in TABLES
         }
 
     before = versions()
@@ -544,3 +562,24 @@ def test_positions_round_trip_and_repeated_batch_ids_fold_once() -> None:
         (11, "b2"),
     ]
     assert folded.result.tables["metrics"].num_rows == 2
+    assert folded.batch_ids == ["b1", "b2"]
+
+    # the same batch id again in a LATER micro-batch is dropped too (a retry that landed
+    # after the first copy was folded), and the window forgets ids once they are old
+    from spark_jobs.compactor import RecentBatchIds
+
+    recent = RecentBatchIds(window_s=60)
+    recent.add(folded.batch_ids, received_ms=1_000_000)
+    later = pa.table(
+        {
+            "topic": ["t.events"] * 2,
+            "partition": pa.array([1, 1], pa.int32()),
+            "offset": [13, 14],
+            "value": [value("b2", 2), value("b3", 3)],
+        }
+    )
+    again = fold_kafka_records(later, ("t.events", "t.registry"), recent)
+    assert (again.records, again.duplicates, again.batch_ids) == (1, 1, ["b3"])
+    assert again.offsets == {("t.events", 1): 14}  # the duplicate's offset still counts
+    recent.add(again.batch_ids, received_ms=1_000_000 + 61_000)
+    assert "b1" not in recent and "b3" in recent and len(recent) == 1
