@@ -262,6 +262,10 @@ class SparkCompactor:
         self._dirty: set[str] = set()  # tables committed since the last OPTIMIZE
         self._sessions: dict[str, SparkSession] = {}
 
+    @property
+    def spark(self) -> SparkSession:
+        return self._spark
+
     def source(self) -> DataFrame:
         c = self.config
         reader = (

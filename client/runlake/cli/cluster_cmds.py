@@ -32,15 +32,20 @@ _DIR = typer.Option(
 
 
 def _cluster(directory: Path | None, **settings: Any) -> DevCluster:
+    """A new cluster's settings (``up``) or, without settings, the running one's."""
     from runlake_services.cluster.dev import DevCluster, DevClusterConfig
 
-    config = (
-        DevClusterConfig(**settings)
-        if directory is None
-        else DevClusterConfig(dir=directory.resolve(), **settings)
-    )
     console = Console(stderr=True)
-    return DevCluster(config, on_step=lambda msg: console.print(f"[dim]…[/dim] {msg}"))
+
+    def step(msg: str) -> None:
+        console.print(f"[dim]…[/dim] {msg}")
+
+    if not settings:
+        where = directory.resolve() if directory else DevClusterConfig().dir
+        return DevCluster.open(where, on_step=step)
+    if directory is not None:
+        settings["dir"] = directory.resolve()
+    return DevCluster(DevClusterConfig(**settings), on_step=step)
 
 
 @dev_cluster.command("up")
@@ -106,6 +111,19 @@ def status(
                 typer.echo(f"tracking URI {report['tracking_uri']}")
     if not report["running"]:
         raise typer.Exit(1)
+
+
+@dev_cluster.command("restart")
+def restart(
+    part: Annotated[str, typer.Argument(help="compactor, query, gateway-0, gateway-1 …")],
+    directory: Annotated[Path | None, _DIR] = None,
+    kill: Annotated[
+        bool, typer.Option("--kill", help="SIGKILL it first (a crash) instead of SIGTERM.")
+    ] = False,
+) -> None:
+    """Stop one part and start it again on the same ports (try a fault on purpose)."""
+    new = _cluster(directory).restart(part, kill=kill)
+    typer.echo(f"restarted {new.name}: pid {new.pid} {new.grpc or new.http}".rstrip())
 
 
 @dev_cluster.command("down")

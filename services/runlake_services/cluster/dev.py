@@ -17,6 +17,7 @@ and the others forward registry writes to the first, the coordinator.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.request
 from collections.abc import Callable
@@ -77,6 +78,8 @@ class Part:
     grpc: str = ""
     http: str = ""
     log: str = ""
+    #: its ``runlake`` arguments, ports fixed (no secrets: those come from the environment)
+    args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +94,8 @@ class ClusterState:
     kafka_dir: str
     minio_dir: str
     started_at: float = 0.0
+    #: the DevClusterConfig it was started with (ports, topics), for status/down/restart
+    config: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -102,6 +107,26 @@ class ClusterState:
         data = json.loads(path.read_text())
         data["parts"] = [Part(**p) for p in data["parts"]]
         return cls(**data)
+
+
+def _fixed_ports(proc: RunlakeProcess) -> list[str]:
+    """The process's arguments with the ports it got: a restart comes back on the same ones."""
+    args = list(proc.args)
+    for flag, port in (("--port", proc.port), ("--http-port", proc.http_port)):
+        if flag in args and port:
+            args[args.index(flag) + 1] = str(port)
+    return args
+
+
+def _recorded(proc: RunlakeProcess) -> Part:
+    return Part(
+        proc.name,
+        proc.pid,
+        grpc=proc.uri if proc.port else "",
+        http=f"http://127.0.0.1:{proc.http_port}" if proc.http_port else "",
+        log=str(proc.log_path or ""),
+        args=_fixed_ports(proc),
+    )
 
 
 def _health(url: str, timeout_s: float = 2.0) -> bool:
@@ -140,6 +165,16 @@ class DevCluster:
         self.minio = minio or MinioService(c.dir / "minio", port=c.minio_port, bucket=c.bucket)
         self.processes: dict[str, list[RunlakeProcess]] = {}
         self._step = on_step or (lambda _msg: None)
+
+    @classmethod
+    def open(cls, directory: Path, **kw: Any) -> DevCluster:
+        """The cluster started from ``directory``, with the settings it was started with."""
+        path = directory / STATE_FILE
+        if not path.exists():
+            return cls(DevClusterConfig(dir=directory), **kw)
+        saved = dict(ClusterState.load(path).config)
+        saved["dir"] = directory
+        return cls(DevClusterConfig(**saved), **kw)
 
     @property
     def state_path(self) -> Path:
@@ -227,17 +262,7 @@ class DevCluster:
             if i:
                 args += ["--no-coordinator", "--coordinator-upstream", gateways[0].uri]
             gateways.append(self._spawn(f"gateway-{i}", args, env))
-        parts = [
-            Part(
-                p.name,
-                p.pid,
-                grpc=p.uri if p.port else "",
-                http=f"http://127.0.0.1:{p.http_port}" if p.http_port else "",
-                log=str(p.log_path or ""),
-            )
-            for name in ORDER
-            for p in self.processes.get(name, [])
-        ]
+        parts = [_recorded(p) for name in ORDER for p in self.processes.get(name, [])]
         state = ClusterState(
             tracking_uri=gateways[0].uri,
             kafka=bootstrap,
@@ -247,9 +272,31 @@ class DevCluster:
             kafka_dir=str(self.kafka.data_dir),
             minio_dir=str(self.minio.data_dir),
             started_at=time.time(),
+            config={**asdict(c), "dir": str(c.dir)},
         )
         state.save(self.state_path)
         return state
+
+    # -- restart (faults, on purpose) --
+
+    def restart(self, name: str, *, kill: bool = False) -> Part:
+        """Stop one part (SIGTERM, or SIGKILL with ``kill``) and start it again, same ports."""
+        state = self.state()
+        if state is None:
+            raise ServiceError(f"no dev cluster runs from {self.config.dir}")
+        index = next((i for i, p in enumerate(state.parts) if p.name == name), None)
+        if index is None:
+            names = ", ".join(p.name for p in state.parts)
+            raise ServiceError(f"no part {name!r} in this cluster; parts: {names}")
+        old = state.parts[index]
+        if kill:
+            stop_pid(old.pid, 0.0, signal.SIGKILL)
+        else:
+            stop_pid(old.pid, 60.0)
+        proc = self._spawn(old.name, list(old.args), self._s3_env(self.minio.s3_settings))
+        state.parts[index] = _recorded(proc)
+        state.save(self.state_path)
+        return state.parts[index]
 
     # -- status / down --
 

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -127,13 +128,23 @@ def start_spark_compactor(
     return RunningCompactor(compactor, compactor.start())
 
 
-def run_spark_compactor(settings: SparkCompactorSettings) -> None:
-    """Run until stopped (SIGTERM/SIGINT) or, with ``available_now``, until caught up."""
+def run_spark_compactor(settings: SparkCompactorSettings, *, max_failures: int = 20) -> None:
+    """Run until stopped (SIGTERM/SIGINT) or, with ``available_now``, until caught up.
+
+    A micro-batch that fails (S3 or Kafka away for longer than their clients retry) ends
+    the streaming query; this restarts it from its checkpoint after a growing pause, which
+    replays at most that micro-batch, harmlessly (the tables' app transactions). It gives
+    up after ``max_failures`` failures in a row (a query that ran a minute resets the count).
+    """
     import logging
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
+    log = logging.getLogger("runlake.compactor")
+    from spark_jobs.compactor import SparkCompactor
+
     running = start_spark_compactor(settings)
+    spark = running.compactor.spark
     stop = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -142,11 +153,33 @@ def run_spark_compactor(settings: SparkCompactorSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handle)
     print(f"ready compactor tables={settings.tables_uri}", flush=True)
+    failures = 0
+    current: RunningCompactor | None = running
+    error: object = None
     try:
-        while not stop.is_set() and running.query.isActive:
-            stop.wait(1.0)
-        error = running.query.exception()
-        if error is not None:
-            raise RuntimeError(f"the compactor query failed: {error}")
+        while True:
+            started = time.monotonic()
+            if current is not None:
+                while not stop.is_set() and current.query.isActive:
+                    stop.wait(1.0)
+                if stop.is_set():
+                    return
+                error = current.query.exception()
+                if error is None:
+                    return  # availableNow: caught up
+            failures = 1 if time.monotonic() - started > 60 else failures + 1
+            if failures > max_failures:
+                raise RuntimeError(f"the compactor query failed {failures} times; last: {error}")
+            pause = min(30.0, 2.0**failures)
+            log.warning("the streaming query failed (%s); restarting in %.0f s", error, pause)
+            if stop.wait(pause):
+                return
+            try:
+                compactor = SparkCompactor(spark, settings.job_config())
+                current = RunningCompactor(compactor, compactor.start())
+            except Exception as exc:  # S3 still away: the tables cannot even be checked
+                current, error = None, exc
+                log.warning("restarting the streaming query failed: %s", exc)
     finally:
-        running.stop()
+        if current is not None:
+            current.stop()
