@@ -82,7 +82,15 @@ class Helm:
     ) -> subprocess.CompletedProcess[str]:
         merged = _merge(BASE_VALUES if base else {}, values or {})
         return self.run(
-            ["template", "rl", str(CHART), "--namespace", "ml", "-f", str(self._values_file(merged))]
+            [
+                "template",
+                "rl",
+                str(CHART),
+                "--namespace",
+                "ml",
+                "-f",
+                str(self._values_file(merged)),
+            ]
         )
 
     def template(self, values: Mapping[str, Any] | None = None) -> list[Manifest]:
@@ -167,4 +175,3 @@ def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
 
 def names(manifests: list[Manifest]) -> list[str]:
     return sorted(f"{m['kind']}/{m['metadata']['name']}" for m in manifests)
-

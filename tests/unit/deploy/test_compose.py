@@ -53,7 +53,11 @@ def test_the_loader_really_validates(compose: Compose) -> None:
     bad_port = text.replace('"127.0.0.1:5055:5055"', '"127.0.0.1:50555055"', 1)
     assert bad_port != text
     assert "50555055" in compose.error(bad_port)
-    dangling = text.replace("      kafka:\n        condition: service_healthy\n", "      kafak:\n        condition: service_healthy\n", 1)  # noqa: E501
+    dangling = text.replace(
+        "      kafka:\n        condition: service_healthy\n",
+        "      kafak:\n        condition: service_healthy\n",
+        1,
+    )
     assert dangling != text
     assert 'undefined service "kafak"' in compose.error(dangling)
 
@@ -107,7 +111,9 @@ def test_the_gateway_command_lines_match_the_cli(compose_model: dict[str, Any]) 
         assert parsed.option("--port") == 5055
         assert int(parsed.option("--http-port")) == 5056
         host, port = grpc_target(parsed.option("--query-upstream"))
-        assert host in svcs and port == int(parse_cli(command(compose_model, host)).option("--port"))
+        assert host in svcs and port == int(
+            parse_cli(command(compose_model, host)).option("--port")
+        )
     assert coordinator.option("--coordinator") is True
     assert coordinator.option("--catalog").startswith("/var/lib/runlake/")
     assert replica.option("--coordinator") is False
@@ -159,7 +165,9 @@ def test_every_address_in_a_command_line_is_a_service_port(
 
 
 def test_s3_credentials_come_from_the_environment(compose: Compose) -> None:
-    model = compose.load({"RUNLAKE_S3_ACCESS_KEY": "AK-from-env", "RUNLAKE_S3_SECRET_KEY": "s3cr3t-from-env"})
+    model = compose.load(
+        {"RUNLAKE_S3_ACCESS_KEY": "AK-from-env", "RUNLAKE_S3_SECRET_KEY": "s3cr3t-from-env"}
+    )
     svcs = services(model)
     for name in (*RUNLAKE_SERVICES, "minio-init"):
         env = svcs[name]["environment"]
@@ -167,7 +175,10 @@ def test_s3_credentials_come_from_the_environment(compose: Compose) -> None:
         assert env["RUNLAKE_S3_SECRET_KEY"] == "s3cr3t-from-env", name
         assert env["RUNLAKE_S3_REGION"] == "us-east-1"
     minio = svcs["minio"]["environment"]
-    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == ("AK-from-env", "s3cr3t-from-env")
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == (
+        "AK-from-env",
+        "s3cr3t-from-env",
+    )
     for name, svc in svcs.items():
         assert "s3cr3t-from-env" not in " ".join(svc.get("command") or []), name
 
@@ -186,7 +197,9 @@ def test_no_literal_secret_in_the_file() -> None:
                 refs.append(env[key])
     assert len(refs) == 2 * 6  # 5 runlake services + minio-init share the anchor; minio
     for value in refs:
-        m = re.fullmatch(r"\$\{(RUNLAKE_S3_ACCESS_KEY|RUNLAKE_S3_SECRET_KEY):-runlake-dev[\w-]*\}", value)
+        m = re.fullmatch(
+            r"\$\{(RUNLAKE_S3_ACCESS_KEY|RUNLAKE_S3_SECRET_KEY):-runlake-dev[\w-]*\}", value
+        )
         assert m, f"not a variable reference with a dev placeholder: {value!r}"
 
 
@@ -198,7 +211,10 @@ def test_start_order_waits_for_readiness(compose_model: dict[str, Any]) -> None:
 
     assert deps("kafka-init") == {"kafka": "service_healthy"}
     assert deps("minio-init") == {"minio": "service_healthy"}
-    ready = {"kafka-init": "service_completed_successfully", "minio-init": "service_completed_successfully"}
+    ready = {
+        "kafka-init": "service_completed_successfully",
+        "minio-init": "service_completed_successfully",
+    }
     assert deps("compactor") == ready
     assert deps("gateway") == {**ready, "query": "service_started"}
     assert deps("gateway-replica") == {"gateway": "service_healthy"}
@@ -244,4 +260,3 @@ def test_at_most_one_compactor(compose_model: dict[str, Any]) -> None:
     assert svc["container_name"] == "runlake-compactor"
     assert svc.get("deploy", {}).get("replicas", 1) == 1
     assert svc["stop_grace_period"] == "1m0s"
-
