@@ -13,8 +13,9 @@ import yaml
 from runlake_services.compactor.spark import parse_trigger
 from runlake_services.eventlog.kafka import KafkaSettings
 
-from tests.unit.deploy._cli import Parsed, grpc_target, parse_cli
+from tests.unit.deploy._cli import grpc_target
 from tests.unit.deploy._dockerfile import stages
+from tests.unit.deploy._k8s import cli, container, ports, selects, workloads
 from tests.unit.deploy.conftest import BASE_VALUES, CHART, DOCKERFILE, Helm, Manifest, find, names
 
 pytestmark = pytest.mark.timeout(1800)  # the first run builds helm (Go)
@@ -23,33 +24,6 @@ COORDINATOR = "rl-runlake-gateway-coordinator"
 GATEWAY = "rl-runlake-gateway"
 QUERY = "rl-runlake-query"
 COMPACTOR = "rl-runlake-compactor"
-WORKLOADS = {"Deployment", "StatefulSet"}
-
-
-def workloads(manifests: list[Manifest]) -> dict[str, Manifest]:
-    return {m["metadata"]["name"]: m for m in manifests if m["kind"] in WORKLOADS}
-
-
-def container(workload: Manifest) -> dict[str, Any]:
-    containers = workload["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1, workload["metadata"]["name"]
-    c: dict[str, Any] = containers[0]
-    return c
-
-
-def cli(workload: Manifest) -> Parsed:
-    c = container(workload)
-    assert "command" not in c, "the image's entrypoint (runlake) must run"
-    return parse_cli(c["args"])
-
-
-def ports(c: dict[str, Any]) -> dict[str, int]:
-    return {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-
-
-def selects(service: Manifest, workload: Manifest) -> bool:
-    labels = workload["spec"]["template"]["metadata"]["labels"]
-    return all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
 
 
 def test_lint_is_clean(helm: Helm, tmp_path: Any) -> None:

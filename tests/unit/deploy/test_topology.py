@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.unit.deploy._cli import grpc_target, parse_cli
+from tests.unit.deploy._k8s import container, selects, workloads
 from tests.unit.deploy.conftest import Manifest
-from tests.unit.deploy.test_helm_chart import container, selects, workloads
 
 pytestmark = pytest.mark.timeout(1800)  # the first run builds the tools (Go)
 
