@@ -191,7 +191,7 @@ def test_non_default_values_reach_every_process(helm: Helm) -> None:
                 "timeoutMs": 2000,
                 "coordinator": {"persistence": {"enabled": True}},
             },
-            "query": {"replicas": 6},
+            "query": {"replicas": 6, "service": {"grpcPort": 6000}},
             "compactor": {"trigger": "500ms", "maxOffsetsPerTrigger": 5000, "master": "local[8]"},
         }
     )
@@ -213,6 +213,9 @@ def test_non_default_values_reach_every_process(helm: Helm) -> None:
         )
         assert parsed.option("--artifacts-destination") == "s3://ml-lake/prod/artifacts"
         assert parsed.option("--timeout-ms") == 2000
+        host, port = grpc_target(parsed.option("--query-upstream"))
+        assert port == 6000
+        assert _service_reaches(find(manifests, "Service", host), port, w[QUERY], "grpc")
     assert cli(w[QUERY]).option("--store") == "s3://ml-lake/prod/tables"
     compactor = cli(w[COMPACTOR])
     assert compactor.option("--topics") == "ml.events,ml.registry"
