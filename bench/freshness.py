@@ -40,55 +40,61 @@ for line in sys.stdin:
 """
 
 
-def run(ctx: Ctx) -> list[Row]:
+def measure(uri: str, samples: int, give_up_s: float = _GIVE_UP_S) -> tuple[list[float], int]:
+    """(lags in ms, samples never visible within ``give_up_s``) against the server at ``uri``."""
     import runlake
 
-    samples = ctx.pick(40, 200)
     lags_ms: list[float] = []
     gave_up = 0
+    reader = runlake.RunlakeClient(uri)
+    with tempfile.TemporaryFile(mode="w+") as err:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", PRELUDE + WRITER, json.dumps({"uri": uri})],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=runlake_env(),
+            cwd=tempfile.gettempdir(),
+        )
+        assert writer.stdin is not None and writer.stdout is not None
+        try:
+            if writer.stdout.readline().strip() != "READY":
+                err.seek(0)
+                raise RuntimeError(f"freshness writer failed:\n{err.read()[-3000:]}")
+            for i in range(samples):
+                tag = f"f{i}-{time.time_ns()}"
+                writer.stdin.write(tag + "\n")
+                writer.stdin.flush()
+                ack = writer.stdout.readline().split()
+                if len(ack) != 3 or ack[1] != tag:
+                    err.seek(0)
+                    raise RuntimeError(f"freshness writer: {ack!r}\n{err.read()[-3000:]}")
+                acked_ns = int(ack[2])
+                give_up = time.monotonic() + give_up_s
+                while not reader.search_runs(["0"], f"tags.fresh = '{tag}'", max_results=1):
+                    if time.monotonic() > give_up:
+                        gave_up += 1
+                        break
+                    time.sleep(_POLL_S)
+                else:
+                    lags_ms.append((time.monotonic_ns() - acked_ns) / 1e6)
+                time.sleep(0.02)  # samples at different phases of the compaction cycle
+        finally:
+            writer.stdin.close()
+            try:
+                writer.wait(30)
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                writer.wait(10)
+    return lags_ms, gave_up
+
+
+def run(ctx: Ctx) -> list[Row]:
+    samples = ctx.pick(40, 200)
     with RunlakeServer(ctx.dir("fresh")).start() as server:
         ctx.say(f"freshness: {samples} samples")
-        reader = runlake.RunlakeClient(server.uri)
-        with tempfile.TemporaryFile(mode="w+") as err:
-            writer = subprocess.Popen(
-                [sys.executable, "-c", PRELUDE + WRITER, json.dumps({"uri": server.uri})],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env=runlake_env(),
-                cwd=tempfile.gettempdir(),
-            )
-            assert writer.stdin is not None and writer.stdout is not None
-            try:
-                if writer.stdout.readline().strip() != "READY":
-                    err.seek(0)
-                    raise RuntimeError(f"freshness writer failed:\n{err.read()[-3000:]}")
-                for i in range(samples):
-                    tag = f"f{i}-{time.time_ns()}"
-                    writer.stdin.write(tag + "\n")
-                    writer.stdin.flush()
-                    ack = writer.stdout.readline().split()
-                    if len(ack) != 3 or ack[1] != tag:
-                        err.seek(0)
-                        raise RuntimeError(f"freshness writer: {ack!r}\n{err.read()[-3000:]}")
-                    acked_ns = int(ack[2])
-                    give_up = time.monotonic() + _GIVE_UP_S
-                    while not reader.search_runs(["0"], f"tags.fresh = '{tag}'", max_results=1):
-                        if time.monotonic() > give_up:
-                            gave_up += 1
-                            break
-                        time.sleep(_POLL_S)
-                    else:
-                        lags_ms.append((time.monotonic_ns() - acked_ns) / 1e6)
-                    time.sleep(0.02)  # samples at different phases of the compaction cycle
-            finally:
-                writer.stdin.close()
-                try:
-                    writer.wait(30)
-                except subprocess.TimeoutExpired:
-                    writer.kill()
-                    writer.wait(10)
+        lags_ms, gave_up = measure(server.uri, samples)
     p50, p99 = percentile(lags_ms, 50), percentile(lags_ms, 99)
     row = Row(
         NAME,

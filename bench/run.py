@@ -32,6 +32,7 @@ from bench import (
     history,
     ingest,
     many_runs,
+    scale_out,
     search,
     server,
     serving,
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Row]]] = {
     server.NAME: server.run,
     serving.NAME: serving.run,
     artifacts.NAME: artifacts.run,
+    scale_out.NAME: scale_out.run,
 }
 
 

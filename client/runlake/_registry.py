@@ -17,6 +17,7 @@ from typing import Any
 from runlake import _validate as chk
 from runlake.entities import PagedList
 from runlake.errors import InvalidArgument
+from runlake.positions import later
 from runlake.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2, query_pb2_grpc
 
 __all__ = ["ModelVersion", "RegisteredModel", "RegistryMixin"]
@@ -139,7 +140,7 @@ class RegistryMixin:
         self.flush()
         request = gateway_pb2.WriteRequest(batch_id=f"registry:{uuid.uuid4().hex}", events=events)
         response: gateway_pb2.WriteResponse = self._call(self._gateway.Write, request)
-        self._explicit_position = response.position
+        self._explicit_position = later(self._explicit_position, response.position)
         return response.position
 
     def create_registered_model(
@@ -215,7 +216,7 @@ class RegistryMixin:
         response: gateway_pb2.CreateModelVersionResponse = self._call(
             self._gateway.CreateModelVersion, request
         )
-        self._explicit_position = response.position
+        self._explicit_position = later(self._explicit_position, response.position)
         return self.get_model_version(name, response.version)
 
     def update_model_version(self, name: str, version: int, description: str) -> ModelVersion:

@@ -43,6 +43,7 @@ import grpc
 from runlake._batching import Batch, Batcher, FlushMarker
 from runlake._uri import channel
 from runlake.errors import DeadlineExceeded, RunlakeError, Unavailable, from_grpc
+from runlake.positions import later
 from runlake.v1 import events_pb2, gateway_pb2_grpc
 
 __all__ = ["DEFAULT_MAX_QUEUE", "Sender", "existing_sender", "flush_all_at_exit", "sender_for"]
@@ -204,7 +205,7 @@ class Sender:
     def note_position(self, position: str) -> None:
         """Adopt a position from a synchronous write (CreateExperiment) as the latest."""
         if position:
-            self.position = position
+            self.position = later(self.position, position)
 
     def pending(self) -> int:
         """Items queued or in flight, not yet answered (approximate while logging goes on)."""
@@ -270,7 +271,7 @@ class Sender:
             return False
         if len(reply.acks) != len(batches):
             return False
-        self.position = reply.acks[-1].position
+        self.position = later(self.position, reply.acks[-1].position)
         return True
 
     def _send(self, batch: Batch) -> None:
@@ -292,7 +293,7 @@ class Sender:
                     raise _Abandoned from None
                 delay = min(delay * 2, cap)
                 continue
-            self.position = reply.position
+            self.position = later(self.position, reply.position)
             return
 
     def _rejected_batch(self, batch: Batch, exc: grpc.RpcError) -> None:

@@ -45,7 +45,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from runlake.errors import Conflict, InvalidArgument, ResourceExhausted, Unavailable
-from runlake.positions import Vector, format_vector, parse_vector
+from runlake.positions import Vector, format_vector, later, parse_vector
 from runlake.v1 import events_pb2
 
 from runlake_services.eventlog.base import (
@@ -367,6 +367,9 @@ class KafkaEventLog:
         self._tailer: threading.Thread | None = None
         self._targets: dict[tuple[str, int], int] = {}
         self._caught_up = threading.Event()
+        self._assigned: list[tuple[str, int]] = []
+        self._meta: Consumer | None = None
+        self._meta_lock = threading.Lock()
 
     @classmethod
     def from_uri(cls, uri: str) -> KafkaEventLog:
@@ -521,6 +524,29 @@ class KafkaEventLog:
         with self._frontier_lock:
             return format_vector(self._frontier)
 
+    def log_end(self) -> str:
+        """Everything in the log now, whoever wrote it: the partitions' high watermarks.
+
+        What ``sync`` needs: a write acknowledged by any gateway is below its partition's
+        high watermark, while this gateway's own frontier may not have tailed it yet. One
+        broker round trip per partition; on failure, the frontier (a lower bound).
+        """
+        vector: Vector = {}
+        try:
+            with self._meta_lock:
+                if self._meta is None:
+                    self._meta = Consumer(self._consumer_config())
+                for topic, partition in self._assigned:
+                    _, high = self._meta.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=self._timeout_s, cached=False
+                    )
+                    if high > 0:
+                        vector[(topic, partition)] = high - 1
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("high watermarks unavailable (%s); answering the tailed frontier", exc)
+            return self.end_position()
+        return later(self.end_position(), format_vector(vector))
+
     def read(self, after: int, *, max_records: int, max_bytes: int) -> list[Any]:
         """Not offered: the compactor consumes Kafka itself (docs/decisions/0012)."""
         raise NotImplementedError(
@@ -573,6 +599,7 @@ class KafkaEventLog:
             consumer.close()
             raise
         stored = self._catalog.offsets()
+        self._assigned = list(partitions)
         assignment = []
         for tp in partitions:
             start = stored.get(tp, OFFSET_BEGINNING)
@@ -677,6 +704,11 @@ class KafkaEventLog:
             with contextlib.suppress(RuntimeError, KafkaException):
                 self._consumer.close()
         self._poller.join(5)
+        with self._meta_lock:
+            if self._meta is not None:
+                with contextlib.suppress(RuntimeError, KafkaException):
+                    self._meta.close()
+                self._meta = None
         # Messages still queued were never acknowledged: dropping them loses nothing promised.
         self._producer.flush(0)
         self._catalog.close()

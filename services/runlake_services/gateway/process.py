@@ -121,7 +121,8 @@ class GatewayServer:
             gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server)
             if config.query_upstream:
                 channels.append(open_channel(config.query_upstream, field="query_upstream"))
-                end = log.end_position
+                # GetPosition's log end: everything in the log, whoever wrote it (`sync`)
+                end = kafka.log_end if kafka is not None else log.end_position
                 server.add_generic_rpc_handlers((query_proxy(channels[-1], lambda: str(end())),))
             artifacts_pb2_grpc.add_ArtifactsServicer_to_server(
                 ArtifactsServicer(RunRoots(log.catalog, store), ingestor), server

@@ -5,7 +5,8 @@ the coordinator. Clients then need one address, the gateways' (docs/decisions/00
   unparsed to a query process (``--query-upstream``), with the caller's deadline, its
   ``x-runlake-*`` metadata and the upstream's status. ``GetPosition`` is the one call
   answered in part here: the query service knows only what the compactor folded, the
-  gateway knows what the log holds (its own appends and everything it tailed).
+  gateway knows what the log holds (the partitions' high watermarks), which is what
+  ``RunlakeClient.sync`` waits for.
 * :class:`Coordinator` forwards writes that need a catalog-wide uniqueness check
   (experiment creation and renames, every registry write: decision 0012) from a
   ``--no-coordinator`` gateway to the coordinator (``--coordinator-upstream``). The

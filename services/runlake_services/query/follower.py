@@ -79,6 +79,8 @@ class FollowerStats:
     applied: int = 0  # polls that changed the index
     reloads: int = 0
     last_error: str = ""
+    #: when the compactor committed the progress last seen (its micro-batch's end)
+    folded_at_ms: int = 0
 
 
 class TableFollower:
@@ -127,7 +129,11 @@ class TableFollower:
         dt = self._open("events")
         if dt is None:
             return ""
-        return latest_folded(dt.history(limit=_HISTORY)) or ""
+        folded = latest_folded(dt.history(limit=_HISTORY))
+        if folded is None:
+            return ""
+        self.stats.folded_at_ms = folded.timestamp_ms
+        return folded.token
 
     # -- lifecycle --
 

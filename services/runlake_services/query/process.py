@@ -116,6 +116,7 @@ class QueryServer:
                 return {
                     "status": "ok",
                     "folded": progress.folded,
+                    "folded_at_ms": follower.stats.folded_at_ms,
                     "polls": follower.stats.polls,
                     "reloads": follower.stats.reloads,
                     "last_error": follower.stats.last_error,

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from runlake.positions import Vector, format_vector
 
-__all__ = ["PROGRESS_KEY", "folded_from_metadata", "latest_folded", "progress_metadata"]
+__all__ = [
+    "PROGRESS_KEY",
+    "Folded",
+    "folded_from_metadata",
+    "latest_folded",
+    "progress_metadata",
+]
 
 PROGRESS_KEY = "runlake.folded"
 
@@ -36,12 +43,21 @@ def folded_from_metadata(metadata: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def latest_folded(history: Iterable[Mapping[str, Any]]) -> str | None:
-    """The token of the newest commit that carries one (commit infos, any order)."""
-    best: tuple[int, str] | None = None
+@dataclass(frozen=True)
+class Folded:
+    """A progress-carrying commit: the token, and when it was committed (ms since epoch)."""
+
+    token: str
+    version: int
+    timestamp_ms: int
+
+
+def latest_folded(history: Iterable[Mapping[str, Any]]) -> Folded | None:
+    """The newest commit that carries a token (commit infos, in any order)."""
+    best: Folded | None = None
     for commit in history:
         token = folded_from_metadata(commit.get("userMetadata"))
         version = int(commit.get("version", -1))
-        if token is not None and (best is None or version > best[0]):
-            best = (version, token)
-    return None if best is None else best[1]
+        if token is not None and (best is None or version > best.version):
+            best = Folded(token, version, int(commit.get("timestamp", 0)))
+    return best

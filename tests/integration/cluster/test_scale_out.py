@@ -128,7 +128,7 @@ def test_the_sdk_works_against_the_cluster_as_against_runlake_server(cluster: Cl
         runlake.set_tracking_uri(None)
 
     # the CLI, too, only needs the URI
-    out = _cli("runs", "get", run.info.run_id, "--tracking-uri", cluster.uri)
+    out = _cli("--tracking-uri", cluster.uri, "runs", "get", run.info.run_id)
     assert out.returncode == 0 and run.info.run_id in out.stdout, out.stdout + out.stderr
 
 
@@ -167,7 +167,17 @@ def test_each_gateway_reads_what_the_other_wrote_and_registry_writes_forward(
     assert errors == []
     assert sorted(versions) == list(range(1, 13))  # no gap, no duplicate, through both
     a.set_registered_model_alias(model, "champion", 7)
-    assert int(b.get_model_version_by_alias(model, "champion").version) == 7
+    # another client sees it once its gateway has tailed the write and `sync` covers it
+    from runlake.errors import NotFound
+
+    def b_sees_alias() -> bool:
+        b.sync()
+        try:
+            return int(b.get_model_version_by_alias(model, "champion").version) == 7
+        except NotFound:
+            return False
+
+    wait_for(b_sees_alias, 60, "the alias through the other gateway")
 
 
 def test_artifacts_go_to_minio_through_one_gateway_and_come_back_through_the_other(
