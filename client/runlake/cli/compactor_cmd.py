@@ -54,8 +54,21 @@ def compactor(
         int,
         typer.Option("--optimize-every", min=0, help="OPTIMIZE every N micro-batches (0: never)."),
     ] = 100,
-    master: Annotated[str, typer.Option("--master", help="Spark master.")] = "local[2]",
+    master: Annotated[
+        str,
+        typer.Option(
+            "--master", help="Spark master: local[N], spark://HOST:7077, yarn, k8s://https://…"
+        ),
+    ] = "local[2]",
     driver_memory: Annotated[str, typer.Option("--driver-memory")] = "1g",
+    conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--conf",
+            help="A Spark setting KEY=VALUE (repeatable), e.g. spark.executor.instances=4 "
+            "or spark.kubernetes.container.image=…; never secrets (use the environment).",
+        ),
+    ] = None,
 ) -> None:
     """Fold the Kafka event log into the Delta tables with Spark, exactly once.
 
@@ -69,6 +82,12 @@ def compactor(
         s3_settings_from_env,
     )
 
+    spark_conf: dict[str, str] = {}
+    for item in conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--conf")
+        spark_conf[key.strip()] = value
     bucket = tables.split("://", 1)[-1].split("/", 1)[0]
     settings = SparkCompactorSettings(
         bootstrap_servers=kafka,
@@ -81,6 +100,7 @@ def compactor(
         optimize_every=optimize_every,
         master=master,
         driver_memory=driver_memory,
+        spark_conf=spark_conf,
         s3=s3_settings_from_env(bucket),
     )
     try:

@@ -22,7 +22,7 @@ from runlake_services.cluster.services import S3Settings, install_spark_jars
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["spark_conf", "spark_jars", "spark_session"]
+__all__ = ["is_local", "spark_conf", "spark_jars", "spark_session"]
 
 # Jar groups by artifact name; anything not named here (Delta and its deps) is always used.
 _KAFKA_JARS = (
@@ -67,11 +67,8 @@ def spark_conf(
         "spark.master": master,
         "spark.app.name": app_name,
         "spark.driver.extraClassPath": class_path,
-        "spark.executor.extraClassPath": class_path,
         "spark.driver.memory": driver_memory,
-        # loopback only, no web UI, no progress bars in test output
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
+        # no web UI, no progress bars in test output
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.log.level": "WARN",
@@ -89,10 +86,25 @@ def spark_conf(
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     }
+    if is_local(master):
+        # one JVM: the executor shares the driver's class path; loopback only
+        conf["spark.executor.extraClassPath"] = class_path
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    else:
+        # executors elsewhere: Spark ships the jars to them; the driver must be reachable
+        # at its own address (spark.driver.host through ``extra_conf`` where that is not
+        # what the machine resolves itself to)
+        conf["spark.jars"] = ",".join(str(j.resolve()) for j in jars)
     if s3 is not None:
         conf.update(_s3a_conf(s3))
     conf.update(extra_conf or {})
     return conf
+
+
+def is_local(master: str) -> bool:
+    """Whether ``master`` runs everything in this JVM (``local``, ``local[N]``, ``local[*]``)."""
+    return master == "local" or master.startswith("local[")
 
 
 def _s3a_conf(s3: S3Settings) -> dict[str, str]:
@@ -125,7 +137,11 @@ def spark_session(
     driver_memory: str = "1g",
     extra_conf: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """A local SparkSession with Delta, plus S3A on ``s3`` and the Kafka source if asked.
+    """A SparkSession with Delta, plus S3A on ``s3`` and the Kafka source if asked.
+
+    ``master`` is local by default (tests, one machine); any other master URL (a standalone
+    cluster, ``yarn``, ``k8s://…``) gets the jars shipped to its executors and no loopback
+    binding; its own settings (a container image, executor counts) come in ``extra_conf``.
 
     One JVM per Python process, and its class path is fixed when the first session launches
     it: a later call whose jars that JVM lacks raises ServiceError. A later call while a
@@ -149,8 +165,9 @@ def spark_session(
             if key.startswith("spark.hadoop."):
                 hadoop.set(key.removeprefix("spark.hadoop."), value)
     else:
-        # Spark's own address lookup would pick a non-loopback interface and warn.
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if is_local(master):
+            # Spark's own address lookup would pick a non-loopback interface and warn.
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, value)

@@ -18,6 +18,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,8 @@ class SparkCompactorSettings:
     job_id: str = "runlake-spark-compactor"
     master: str = "local[2]"
     driver_memory: str = "1g"
+    #: more Spark settings (``--conf KEY=VALUE``): a remote master's image, executors …
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
     s3: S3Settings | None = field(default=None, repr=False)
 
     def job_config(self) -> Any:
@@ -123,6 +126,7 @@ def start_spark_compactor(
             kafka=True,
             master=settings.master,
             driver_memory=settings.driver_memory,
+            extra_conf=settings.spark_conf,
         )
     compactor = SparkCompactor(spark, settings.job_config())
     return RunningCompactor(compactor, compactor.start())

@@ -45,6 +45,7 @@ COORDINATED_KINDS = frozenset({"experiment_created", "experiment_renamed"}) | RE
 _QUERY = "runlake.v1.Query"
 _MAX_MESSAGE = 64 * 1024 * 1024
 _DEFAULT_TIMEOUT_S = 120.0
+_NO_DEADLINE_S = 3600.0
 T = TypeVar("T")
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -78,8 +79,11 @@ def _forwarded(context: grpc.ServicerContext) -> list[tuple[str, str]]:
 
 
 def _timeout(context: grpc.ServicerContext) -> float:
+    """The caller's deadline; a call without one (gRPC reports ~2**63 s) gets an hour."""
     left = context.time_remaining()
-    return _DEFAULT_TIMEOUT_S if left is None else max(0.001, left)
+    if left is None or left > _NO_DEADLINE_S:
+        return _NO_DEADLINE_S
+    return max(0.001, left)
 
 
 def _relay(context: grpc.ServicerContext, exc: grpc.RpcError) -> None:

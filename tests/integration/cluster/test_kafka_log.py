@@ -8,16 +8,10 @@ broker of their own: stopping the session's would break the other cluster tests.
 from __future__ import annotations
 
 import itertools
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -32,6 +26,7 @@ from runlake_services.eventlog.kafka import (
     KafkaEventLog,
     KafkaSettings,
 )
+from runlake_services.launcher import RunlakeProcess
 
 from tests.integration.cluster.conftest import wait_for
 
@@ -39,7 +34,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]  # first run insta
 
 PARTITIONS = 3
 _SUFFIX = uuid.uuid4().hex[:8]
-_READY = re.compile(r"ready grpc=grpc://([\d.]+):(\d+)")
 
 
 def _topics(name: str) -> tuple[str, str]:
@@ -191,65 +185,20 @@ def test_a_retried_batch_id_appears_once_in_the_topic(kafka: KafkaService, topic
 # -- gateway processes ------------------------------------------------------------------
 
 
-@dataclass
-class Gateway:
+def Gateway(log_uri: str, artifacts: Path, extra: list[str] | None = None) -> RunlakeProcess:
     """One ``runlake gateway`` child process; port 0 lets it choose (read from ready)."""
-
-    log_uri: str
-    artifacts: Path
-    extra: list[str] = field(default_factory=list)
-    port: int = 0
-    proc: subprocess.Popen[str] | None = None
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def uri(self) -> str:
-        return f"grpc://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 90.0) -> Gateway:
-        cmd = [
-            sys.executable, "-c", "from runlake.cli.scale_cmds import main; main()",
-            "--log", self.log_uri, "--host", "127.0.0.1", "--port", str(self.port),
-            "--artifacts-destination", self.artifacts.as_uri(), *self.extra,
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLAKE_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env,
-        )  # fmt: skip
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                m = _READY.search(line)
-                if m and not ready.is_set():
-                    self.port = int(m.group(2))
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("gateway did not become ready:\n" + "".join(self.output))
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    return RunlakeProcess(
+        [
+            "gateway", "--log", log_uri, "--host", "127.0.0.1", "--port", "0",
+            "--artifacts-destination", artifacts.as_uri(), *(extra or []),
+        ],
+        name="gateway",
+    )  # fmt: skip
 
 
 @pytest.fixture
-def gateways() -> Iterator[list[Gateway]]:
-    started: list[Gateway] = []
+def gateways() -> Iterator[list[RunlakeProcess]]:
+    started: list[RunlakeProcess] = []
     yield started
     for g in started:
         g.stop()
@@ -262,7 +211,7 @@ def _kafka_uri(bootstrap: str, name: str, **query: str) -> str:
 
 
 def test_two_gateways_side_by_side_see_each_others_runs(
-    kafka: KafkaService, topics: None, tmp_path: Path, gateways: list[Gateway]
+    kafka: KafkaService, topics: None, tmp_path: Path, gateways: list[RunlakeProcess]
 ) -> None:
     from runlake import RunlakeClient
     from runlake.errors import NotFound
@@ -329,7 +278,7 @@ def own_kafka(cluster_installed: None, tmp_path: Path) -> Iterator[KafkaService]
 
 
 def test_broker_restart_loses_nothing_acknowledged_and_outage_answers_unavailable(
-    own_kafka: KafkaService, tmp_path: Path, gateways: list[Gateway]
+    own_kafka: KafkaService, tmp_path: Path, gateways: list[RunlakeProcess]
 ) -> None:
     from runlake import RunlakeClient
 

@@ -65,6 +65,21 @@ class Cluster:
         return MinioService(self.dir / "minio", port=self.minio_port)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def patient_reads() -> Iterator[None]:
+    """Reads wait for the compactor's micro-batches: on a loaded 2-core machine a Spark
+    micro-batch can take tens of seconds, and these tests check what is read, not when."""
+    import os
+
+    before = os.environ.get("RUNLAKE_READ_WAIT_MS")
+    os.environ["RUNLAKE_READ_WAIT_MS"] = "110000"  # under the SDK's 120 s call deadline
+    yield
+    if before is None:
+        os.environ.pop("RUNLAKE_READ_WAIT_MS")
+    else:
+        os.environ["RUNLAKE_READ_WAIT_MS"] = before
+
+
 @pytest.fixture(scope="module")
 def cluster(cluster_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("dev-cluster")

@@ -59,7 +59,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]  # first run insta
 
 PARTITIONS = 3
 _SUFFIX = uuid.uuid4().hex[:8]
-_NAMES = ("conformance", "crash", "replay", "kill")
+_NAMES = ("conformance", "crash", "replay", "kill", "standalone")
 _POSITION_TABLES = ("events", "metrics", "artifacts")
 
 
@@ -526,6 +526,98 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
         got = [{**r, "position": 0} for r in _spark_rows(spark, config, name)]
         expected = [{**r, "position": 0} for r in p.table(name)]
         assert _canon(got) == _canon(expected), f"{name}: lost or doubled rows after SIGKILL"
+
+
+def _spark_class(home: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SPARK_HOME": home, "SPARK_LOCAL_IP": "127.0.0.1"}
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [f"{home}/bin/spark-class", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def test_the_job_runs_on_a_standalone_spark_cluster(
+    kafka: KafkaService,
+    minio: MinioService,
+    topics: None,
+    recorded: tuple[Pipeline, list[tuple[int, bytes]]],
+    tmp_path: Path,
+) -> None:
+    """``--master spark://…``: executors in their own JVMs get the connector jars shipped."""
+    import urllib.request
+
+    from pyspark.find_spark_home import _find_spark_home
+    from runlake_services.embedded.process import free_port
+
+    from tests.integration.cluster.conftest import wait_for
+
+    home = _find_spark_home()
+    port, ui = free_port(), free_port()
+    master = _spark_class(
+        home, tmp_path / "master.log", "org.apache.spark.deploy.master.Master",
+        "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui),
+    )  # fmt: skip
+    worker = _spark_class(
+        home, tmp_path / "worker.log", "org.apache.spark.deploy.worker.Worker",
+        f"spark://127.0.0.1:{port}", "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+        "--webui-port", str(free_port()), "--work-dir", str(tmp_path / "work"),
+    )  # fmt: skip
+    try:
+
+        def alive_workers() -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json", timeout=2) as resp:
+                    return int(json.load(resp).get("aliveworkers", 0))
+            except OSError:
+                return 0
+
+        wait_for(lambda: alive_workers() == 1, 180, "a standalone worker to register")
+        p, records = recorded
+        _produce(kafka.bootstrap_servers, records, _topics("standalone"))
+        config = _config(kafka, minio, "standalone", f"tests/spark-standalone-{uuid.uuid4().hex}")
+        job = _cli(
+            config, minio, "--once", "--max-offsets", "100",
+            "--master", f"spark://127.0.0.1:{port}", "--conf", "spark.driver.host=127.0.0.1",
+            "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=1",
+        )  # fmt: skip
+        try:
+            out, _ = job.communicate(timeout=900)
+        finally:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait(30)
+        assert job.returncode == 0, out[-3000:]
+        ran_on = list((tmp_path / "work").glob("app-*/*/stderr"))
+        assert ran_on, "no executor ran on the standalone worker"
+        for name in ("metrics", "events", "runs", "latest_metrics"):
+            spark_rows = _delta_rows(minio, config, name)
+            expected = p.table(name)
+            if name in _POSITION_TABLES:
+                spark_rows = [{**r, "position": 0} for r in spark_rows]
+                expected = [{**r, "position": 0} for r in expected]
+            assert _canon(spark_rows) == _canon(expected), f"{name} differs"
+    finally:
+        for proc in (worker, master):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
+def _delta_rows(minio: MinioService, config: CompactorConfig, name: str) -> list[dict[str, Any]]:
+    """A table read with delta-rs (no Spark session needed here)."""
+    from deltalake import DeltaTable
+
+    s3 = minio.s3_settings
+    options = {
+        "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_REGION": s3.region,
+        "AWS_ALLOW_HTTP": "true",
+    }  # fmt: skip
+    uri = config.table_uri(name).replace("s3a://", "s3://", 1)
+    rows: list[dict[str, Any]] = (
+        DeltaTable(uri, storage_options=options).to_pyarrow_table().to_pylist()
+    )
+    return rows
 
 
 def test_positions_round_trip_and_repeated_batch_ids_fold_once() -> None:
