@@ -103,6 +103,7 @@ class TableFollower:
         self._tables: dict[str, DeltaTable] = {}
         self._versions: dict[str, int] = {}
         self._token = ""
+        self._events_version = -1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = FollowerStats()
@@ -129,9 +130,15 @@ class TableFollower:
         dt = self._open("events")
         if dt is None:
             return ""
-        folded = latest_folded(dt.history(limit=_HISTORY))
+        version = dt.version()
+        if version == self._events_version:
+            return self._token  # no new commit: nothing new folded (one listing, no reads)
+        # only the commits since the last look (each is one object read on S3)
+        new = version - self._events_version if self._events_version >= 0 else _HISTORY
+        folded = latest_folded(dt.history(limit=max(1, min(_HISTORY, new))))
+        self._events_version = version
         if folded is None:
-            return ""
+            return self._token  # e.g. only an OPTIMIZE commit: the offsets did not move
         self.stats.folded_at_ms = folded.timestamp_ms
         return folded.token
 
