@@ -151,6 +151,11 @@ class ArtifactTransfer:
             run_id=run_id, path=check_artifact_path((path or "").strip("/"), allow_root=True)
         )
         resp: artifacts_pb2.ListArtifactsResponse = self._call(self._stub.ListArtifacts, req)
+        prefix = f"{req.path}/" if req.path else ""
+        for f in resp.files:  # a key written to the store behind runlake's back
+            if not f.path.startswith(prefix) or "/" in f.path[len(prefix) :]:
+                raise RunlakeError(f"the store lists {f.path!r} under {req.path!r}", field="path")
+            check_artifact_path(f.path, "path")
         return [FileInfo(f.path, f.is_dir, None if f.is_dir else f.size) for f in resp.files]
 
     def download(self, run_id: str, path: str, dst: Path) -> Path:
@@ -211,20 +216,54 @@ def dict_bytes(data: Any, artifact_file: str) -> bytes:
     return json.dumps(data, indent=2).encode()
 
 
+_PLOTLY_IMAGES = ("png", "jpeg", "jpg", "webp", "svg", "pdf")
+
+
 def figure_bytes(figure: Any, artifact_file: str) -> bytes:
-    """A matplotlib or plotly figure rendered by the file name's extension."""
+    """A matplotlib or plotly figure rendered in the format its file name's extension names.
+
+    matplotlib: any format its ``savefig`` knows (png, svg, pdf, jpg…). plotly, as MLflow
+    does: ``.html`` (plotly.js loaded from its CDN), images through kaleido; and ``.json``
+    (plotly's own figure JSON, ``plotly.io.from_json`` reads it back), which needs nothing
+    else installed.
+    """
     import io
 
+    name = artifact_file.rpartition("/")[2]
+    ext = name.rpartition(".")[2].lower() if "." in name else ""
+    if not ext:
+        raise InvalidArgument(
+            f"{artifact_file!r} has no extension to choose the format by (.png, .svg, .html…)",
+            field="artifact_file",
+        )
     module = type(figure).__module__
     if module.startswith("matplotlib"):
         buf = io.BytesIO()
-        ext = artifact_file.rpartition(".")[2] or "png"
-        figure.savefig(buf, format=ext)
+        try:
+            figure.savefig(buf, format=ext)
+        except ValueError as exc:  # "Format 'xyz' is not supported (supported formats: …)"
+            raise InvalidArgument(str(exc), field="artifact_file") from None
         return buf.getvalue()
     if module.startswith("plotly"):
-        if artifact_file.endswith(".html"):
-            return str(figure.to_html()).encode()
-        return bytes(figure.to_image(format=artifact_file.rpartition(".")[2] or "png"))
+        if ext in ("html", "htm"):
+            return str(figure.to_html(include_plotlyjs="cdn", full_html=True)).encode()
+        if ext == "json":
+            return str(figure.to_json()).encode()
+        if ext not in _PLOTLY_IMAGES:
+            raise InvalidArgument(
+                f"plotly figures are saved as .html, .json or {', .'.join(_PLOTLY_IMAGES)}; "
+                f"got {artifact_file!r}",
+                field="artifact_file",
+            )
+        try:
+            return bytes(figure.to_image(format=ext))
+        except (ValueError, ImportError, RuntimeError) as exc:  # kaleido or its Chrome missing
+            why = " ".join(str(exc).split())
+            raise InvalidArgument(
+                f"plotly could not render {ext}: {why} Images need the kaleido package "
+                "(and Chrome); .html and .json need neither",
+                field="artifact_file",
+            ) from None
     raise InvalidArgument(
         f"a matplotlib or plotly figure, got {type(figure).__name__}", field="figure"
     )

@@ -92,3 +92,95 @@ def test_direct_commit_of_nothing_is_refused(
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(NotFound):
         client.download_artifacts(run_id, "x.bin")
+
+
+def _objects_and_uploads(
+    minio: MinioService, prefix: str, *keys: str
+) -> tuple[list[str], list[str]]:
+    """Objects under ``prefix``, and the multipart uploads still open for ``keys`` under it.
+
+    MinIO lists open multipart uploads of one object name at a time.
+    """
+    s3 = minio.s3_settings
+    raw = s3.client()
+    objects = [
+        str(o.object_name) for o in raw.list_objects(s3.bucket, prefix=prefix, recursive=True)
+    ]
+    uploads = [
+        str(u.object_name)
+        for key in keys
+        for u in raw._list_multipart_uploads(s3.bucket, prefix=prefix + key).uploads
+    ]
+    return objects, uploads
+
+
+@pytest.mark.parametrize("mode", ["proxied", "direct"])
+def test_a_large_file_streams_both_ways_in_bounded_memory(
+    s3_server: ServerProcess, tmp_path: Path, mode: str
+) -> None:
+    """768 MiB up and back: neither the client nor the gateway grows by a fraction of it."""
+    from tests.integration.transfer_memory import make_sparse_file, measure_transfer
+
+    src = make_sparse_file(tmp_path / "big.bin", 768)
+    growth = measure_transfer(s3_server.uri, s3_server.pid, src, mode, tmp_path)
+    # the gateway holds at most 4 parts of 8 MiB per proxied upload
+    for what in ("client_up", "server_up", "client_down", "server_down"):
+        assert getattr(growth, what) < 96, growth  # MiB, for a 768 MiB file
+
+
+def test_an_interrupted_or_refused_multipart_upload_leaves_nothing(
+    s3_server: ServerProcess, minio: MinioService, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import grpc
+    from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+    from tests.integration.transfer_memory import make_sparse_file
+
+    client = runlake.RunlakeClient(s3_server.uri)
+    run_id = client.create_run("0", run_name="s3-interrupted").info.run_id
+    client.flush()
+    prefix = f"artifacts/0/{run_id}/artifacts/"
+
+    # a client killed after several parts went up
+    src = make_sparse_file(tmp_path / "big.bin", 4096)
+    script = "import sys, runlake\nrunlake.RunlakeClient(sys.argv[1]).log_artifact(*sys.argv[2:])"
+    child = subprocess.Popen([sys.executable, "-c", script, s3_server.uri, run_id, str(src)])
+    try:
+        deadline = time.monotonic() + 60
+        while not _objects_and_uploads(minio, prefix, "big.bin")[1]:
+            assert child.poll() is None and time.monotonic() < deadline, "no multipart upload"
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few parts in
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    deadline = time.monotonic() + 30
+    while _objects_and_uploads(minio, prefix, "big.bin") != ([], []):
+        assert time.monotonic() < deadline, _objects_and_uploads(minio, prefix, "big.bin")
+        time.sleep(0.1)
+
+    # a stream of 40 MiB (five parts) whose trailer disagrees: refused before completion
+    stub = artifacts_pb2_grpc.ArtifactsStub(grpc.insecure_channel(s3_server.uri[7:]))
+
+    def msgs() -> Iterator[artifacts_pb2.UploadChunk]:
+        yield artifacts_pb2.UploadChunk(
+            header=artifacts_pb2.UploadHeader(run_id=run_id, path="refused.bin")
+        )
+        block = os.urandom(1 << 20)
+        for _ in range(40):
+            yield artifacts_pb2.UploadChunk(data=block)
+        yield artifacts_pb2.UploadChunk(
+            trailer=artifacts_pb2.UploadTrailer(size=40 << 20, sha256="0" * 64)
+        )
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Upload(msgs())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "trailer.sha256" in (err.value.details() or "")
+    assert _objects_and_uploads(minio, prefix, "refused.bin") == ([], [])
+    assert client.list_artifacts(run_id) == []
