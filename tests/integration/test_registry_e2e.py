@@ -187,6 +187,10 @@ def test_models_cli(server: ServerProcess, client: runlake.RunlakeClient) -> Non
     )
     assert "cli-reg@prod -> version 1" in cli("models", "alias", "cli-reg", "prod", "1")
     assert '"version": 1' in cli("models", "versions", "cli-reg", "-o", "json")
+    from datetime import UTC, datetime
+
+    before_description = datetime.now(UTC).isoformat()
+    time.sleep(0.05)
     cli("models", "describe", "cli-reg", "# Churn\nscores customers")
     cli("models", "tag", "cli-reg", "team", "growth")
     cli("models", "tag", "cli-reg", "validated", "yes", "--version", "1")
@@ -195,6 +199,9 @@ def test_models_cli(server: ServerProcess, client: runlake.RunlakeClient) -> Non
     model = client.get_registered_model("cli-reg")
     assert model.description.startswith("# Churn") and model.tags == {"team": "growth"}
     assert client.get_model_version("cli-reg", 1).tags == {"validated": "yes"}
+    then = cli("models", "get", "cli-reg", "--as-of", before_description, "-o", "json")
+    assert '"description": ""' in then and "Churn" not in then
+    assert "Churn" in cli("models", "get", "cli-reg", "-o", "json")
     cli("models", "tag", "cli-reg", "team", "--delete")
     assert client.get_registered_model("cli-reg").tags == {}
     history = cli("models", "history", "cli-reg", "-o", "json")
