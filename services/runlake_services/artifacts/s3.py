@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from urllib.parse import urlparse
 
 from runlake.artifact_paths import check_artifact_path
-from runlake.errors import NotFound
+from runlake.errors import InvalidArgument, NotFound
 
-from runlake_services.artifacts.s3_multipart import MultipartWriter, PartBudget
-from runlake_services.artifacts.store import CHUNK_BYTES, Entry, Stored, Verify
+from runlake_services.artifacts.s3_multipart import (
+    MultipartWriter,
+    PartBudget,
+    S3Parts,
+    direct_part_size,
+)
+from runlake_services.artifacts.store import CHUNK_BYTES, Entry, PresignedUpload, Stored, Verify
 
 __all__ = ["S3ArtifactStore", "s3_client_from_env"]
 
@@ -139,12 +144,43 @@ class S3ArtifactStore:
             out.append(Entry(name[cut:], bool(obj.is_dir), int(obj.size or 0)))
         return sorted(out, key=lambda e: e.key)
 
-    def presign_put(self, key: str, expires_s: int) -> str:
-        return str(
-            self._client.presigned_put_object(
-                self._bucket, self._object(key), expires=timedelta(seconds=expires_s)
-            )
-        )
+    def presign_upload(self, key: str, size: int, expires_s: int) -> PresignedUpload:
+        name = self._object(key)
+        expires = timedelta(seconds=expires_s)
+        part = direct_part_size(size) if size > 0 else 0
+        if size <= part or size <= 0:
+            url = self._client.presigned_put_object(self._bucket, name, expires=expires)
+            return PresignedUpload(url=str(url))
+        parts = S3Parts(self._client, self._bucket, name)
+        upload_id = parts.create()
+        count = -(-size // part)
+        urls = tuple(parts.presign_part(upload_id, i, expires) for i in range(1, count + 1))
+        return PresignedUpload(upload_id=upload_id, part_size=part, part_urls=urls)
+
+    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        from minio.error import S3Error
+
+        try:
+            S3Parts(self._client, self._bucket, self._object(key)).complete(upload_id, etags)
+        except S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise NotFound(
+                    f"no open upload {upload_id!r} for {key!r}", field="upload_id"
+                ) from None
+            if exc.code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise InvalidArgument(
+                    f"the parts do not match what was uploaded: {exc.message}", field="etags"
+                ) from None
+            raise
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        from minio.error import S3Error
+
+        try:
+            S3Parts(self._client, self._bucket, self._object(key)).abort(upload_id)
+        except S3Error as exc:
+            if exc.code != "NoSuchUpload":
+                raise
 
     def presign_get(self, key: str, expires_s: int) -> str:
         return str(

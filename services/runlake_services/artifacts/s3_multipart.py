@@ -17,7 +17,7 @@ Nothing is visible before :meth:`MultipartWriter.complete`: the caller checks si
 digest first, and any failure aborts the multipart upload, so S3 discards the parts.
 
 minio-py keeps its multipart calls (create, upload part, complete, abort) private; they
-are used here through :class:`_S3Parts`, the one place that knows, for the pinned
+are used here through :class:`S3Parts`, the one place that knows, for the pinned
 minio 7.2.20 (the cluster tests run them against a real MinIO).
 """
 
@@ -26,18 +26,37 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from runlake.errors import InvalidArgument, ResourceExhausted
 
-__all__ = ["MAX_PARTS", "MultipartWriter", "PartBudget"]
+__all__ = ["MAX_PARTS", "MultipartWriter", "PartBudget", "S3Parts", "direct_part_size"]
 
 log = logging.getLogger(__name__)
 
-#: S3's limits: at most 10,000 parts, each (but the last) at least 5 MiB.
+#: S3's limits: at most 10,000 parts, each (but the last) at least 5 MiB and at most 5 GiB.
 MAX_PARTS = 10_000
 MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PART_BYTES = 5 * 1024**3
+#: Direct uploads: parts of 64 MiB, more for files over 64 GiB so that one answer lists at
+#: most 1,000 part URLs (about 600 KB); S3's 5 TiB object limit is 1,000 parts of 5 GiB.
+DIRECT_PART_BYTES = 64 * 1024 * 1024
+MAX_DIRECT_PARTS = 1_000
+
+
+def direct_part_size(size: int) -> int:
+    """Bytes per part of a direct upload of ``size`` bytes (whole MiB), within S3's limits."""
+    mib = 1024 * 1024
+    part = max(DIRECT_PART_BYTES, -(-size // MAX_DIRECT_PARTS))
+    part = -(-part // mib) * mib
+    if part > MAX_PART_BYTES:
+        raise InvalidArgument(
+            f"{size} bytes is more than S3 stores in one object (5 TiB)", field="size"
+        )
+    return part
 
 
 class PartBudget:
@@ -65,7 +84,7 @@ class PartBudget:
             self._free.release()
 
 
-class _S3Parts:
+class S3Parts:
     """The S3 multipart calls of the minio client (private there, pinned here)."""
 
     def __init__(self, client: Any, bucket: str, name: str) -> None:
@@ -82,7 +101,7 @@ class _S3Parts:
             self._client._upload_part(self._bucket, self._name, data, None, upload_id, number)
         )
 
-    def complete(self, upload_id: str, etags: list[str]) -> None:
+    def complete(self, upload_id: str, etags: Sequence[str]) -> None:
         from minio.datatypes import Part
 
         parts = [Part(i, etag) for i, etag in enumerate(etags, start=1)]
@@ -90,6 +109,18 @@ class _S3Parts:
 
     def abort(self, upload_id: str) -> None:
         self._client._abort_multipart_upload(self._bucket, self._name, upload_id)
+
+    def presign_part(self, upload_id: str, number: int, expires: timedelta) -> str:
+        """A URL to PUT part ``number`` directly (public API: any query can be presigned)."""
+        return str(
+            self._client.get_presigned_url(
+                "PUT",
+                self._bucket,
+                self._name,
+                expires=expires,
+                extra_query_params={"uploadId": upload_id, "partNumber": str(number)},
+            )
+        )
 
     def put_whole(self, data: memoryview) -> None:
         """A small object in one PUT (public API; it copies, but at most one part)."""
@@ -115,7 +146,7 @@ class MultipartWriter:
     ) -> None:
         if part_bytes < MIN_PART_BYTES:
             raise ValueError(f"S3 parts are at least {MIN_PART_BYTES} bytes")
-        self._s3 = _S3Parts(client, bucket, name)
+        self._s3 = S3Parts(client, bucket, name)
         self._part_bytes = part_bytes
         self._most = parallel + 1  # the buffer filling and those in flight
         self._budget = budget

@@ -184,3 +184,64 @@ def test_an_interrupted_or_refused_multipart_upload_leaves_nothing(
     assert "trailer.sha256" in (err.value.details() or "")
     assert _objects_and_uploads(minio, prefix, "refused.bin") == ([], [])
     assert client.list_artifacts(run_id) == []
+
+
+def test_direct_multipart_upload_is_checked_at_commit_and_can_be_abandoned(
+    s3_server: ServerProcess, minio: MinioService
+) -> None:
+    """A direct upload over one part (64 MiB) is a multipart upload with one URL per part."""
+    import urllib.request
+
+    import grpc
+    from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+    client = runlake.RunlakeClient(s3_server.uri)
+    run_id = client.create_run("0", run_name="s3-direct-parts").info.run_id
+    client.flush()
+    stub = artifacts_pb2_grpc.ArtifactsStub(grpc.insecure_channel(s3_server.uri[7:]))
+    prefix = f"artifacts/0/{run_id}/artifacts/"
+    size = (64 << 20) + 1
+    up = stub.CreateUploadUrl(
+        artifacts_pb2.CreateUrlRequest(run_id=run_id, path="w.bin", size=size)
+    )
+    assert up.url == "" and up.upload_id and up.part_size == 64 << 20 and len(up.part_urls) == 2
+
+    def put(url: str, data: bytes) -> str:
+        req = urllib.request.Request(url, data=data, method="PUT")
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return str(resp.headers["ETag"]).strip('"')
+
+    body = os.urandom(size)
+    etags = [put(up.part_urls[0], body[: 64 << 20]), put(up.part_urls[1], body[64 << 20 :])]
+    assert _objects_and_uploads(minio, prefix, "w.bin") == ([], [f"{prefix}w.bin"])
+
+    def commit(**kw: object) -> artifacts_pb2.UploadResponse:
+        req = artifacts_pb2.CommitUploadRequest(run_id=run_id, path="w.bin", **kw)  # type: ignore[arg-type]
+        return stub.CommitUpload(req)
+
+    for bad, field in (
+        ({"upload_id": up.upload_id, "etags": ["0" * 32, etags[1]]}, "etags"),
+        ({"upload_id": up.upload_id, "etags": []}, "etags"),
+        ({"etags": etags}, "etags"),
+        ({"upload_id": "no-such-upload", "etags": etags}, "upload_id"),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            commit(**bad)
+        assert field in (err.value.details() or ""), err.value.details()
+    assert _objects_and_uploads(minio, prefix, "w.bin")[0] == []  # still nothing visible
+
+    done = commit(upload_id=up.upload_id, etags=etags, sha256=hashlib.sha256(body).hexdigest())
+    assert done.size == size
+    assert _objects_and_uploads(minio, prefix, "w.bin") == ([f"{prefix}w.bin"], [])
+    assert {f.path: f.file_size for f in client.list_artifacts(run_id)} == {"w.bin": size}
+
+    # an upload the client gives up on is discarded, and abandoning it twice is harmless
+    up = stub.CreateUploadUrl(
+        artifacts_pb2.CreateUrlRequest(run_id=run_id, path="x.bin", size=size)
+    )
+    put(up.part_urls[0], body[: 64 << 20])
+    for _ in range(2):
+        stub.AbortUpload(
+            artifacts_pb2.AbortUploadRequest(run_id=run_id, path="x.bin", upload_id=up.upload_id)
+        )
+    assert _objects_and_uploads(minio, prefix, "x.bin") == ([f"{prefix}w.bin"], [])
