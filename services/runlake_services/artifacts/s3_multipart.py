@@ -44,6 +44,7 @@ MAX_PART_BYTES = 5 * 1024**3
 #: Direct uploads: parts of 64 MiB, more for files over 64 GiB so that one answer lists at
 #: most 1,000 part URLs (about 600 KB); S3's 5 TiB object limit is 1,000 parts of 5 GiB.
 DIRECT_PART_BYTES = 64 * 1024 * 1024
+_PART_URL_EXPIRY = timedelta(minutes=15)
 MAX_DIRECT_PARTS = 1_000
 
 
@@ -97,9 +98,26 @@ class S3Parts:
         return str(self._client._create_multipart_upload(self._bucket, self._name, headers))
 
     def upload(self, upload_id: str, number: int, data: memoryview) -> str:
-        return str(
-            self._client._upload_part(self._bucket, self._name, data, None, upload_id, number)
+        """PUT one part to a presigned URL, on the client's own connection pool.
+
+        A presigned request leaves the payload unsigned (UNSIGNED-PAYLOAD), so the part is
+        not hashed a second time for the signature, which the client's ``_upload_part``
+        does over plain HTTP (profiled: a sixth of the gateway's CPU). The stream is
+        hashed once and checked against the sender's digest before the upload completes.
+        """
+        from urllib3.util import Retry
+
+        url = self.presign_part(upload_id, number, _PART_URL_EXPIRY)
+        resp = self._client._http.request(
+            "PUT",
+            url,
+            body=data,
+            headers={"Content-Length": str(len(data))},
+            retries=Retry(total=3, backoff_factor=0.5),
         )
+        if resp.status != 200:
+            raise OSError(f"S3 refused part {number}: HTTP {resp.status} {resp.data[:300]!r}")
+        return str(resp.headers.get("ETag", "")).strip('"')
 
     def complete(self, upload_id: str, etags: Sequence[str]) -> None:
         from minio.datatypes import Part

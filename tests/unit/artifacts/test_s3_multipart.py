@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ PART = MIN_PART_BYTES
 
 
 class RecordingS3:
-    """Keeps parts per upload; an object appears only on complete (or a whole PUT)."""
+    """Keeps parts per upload (PUT to presigned part URLs); an object appears only on complete."""
 
     def __init__(self, *, delay_s: float = 0.0, fail_part: int | None = None) -> None:
         self.objects: dict[str, bytes] = {}
@@ -37,18 +38,28 @@ class RecordingS3:
         self.open[upload_id] = {}
         return upload_id
 
-    def _upload_part(
-        self, bucket: str, name: str, data: Any, headers: Any, upload_id: str, number: int
+    def get_presigned_url(
+        self, method: str, bucket: str, name: str, expires: Any, extra_query_params: Any
     ) -> str:
+        q = extra_query_params
+        return f"{method} {name} {q['uploadId']} {q['partNumber']}"
+
+    @property
+    def _http(self) -> RecordingS3:
+        return self
+
+    def request(self, method: str, url: str, body: Any, headers: Any, retries: Any) -> Any:
+        verb, _, upload_id, number = url.split()
+        assert (verb, method, headers["Content-Length"]) == ("PUT", "PUT", str(len(body)))
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             time.sleep(self._delay_s)
-            if number == self._fail_part:
-                raise OSError(f"part {number}: connection reset")
-            self.open[upload_id][number] = bytes(data)
-            return f"etag-{number}"
+            if int(number) == self._fail_part:
+                return SimpleNamespace(status=500, headers={}, data=b"connection reset")
+            self.open[upload_id][int(number)] = bytes(body)
+            return SimpleNamespace(status=200, headers={"ETag": f'"etag-{number}"'}, data=b"")
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -127,7 +138,7 @@ def test_a_failed_part_fails_the_upload_and_leaves_nothing() -> None:
     s3 = RecordingS3(fail_part=2)
     budget = PartBudget(8)
     w = MultipartWriter(s3, "b", "key", part_bytes=PART, parallel=2, budget=budget)
-    with pytest.raises(OSError, match="part 2"):
+    with pytest.raises(OSError, match="part 2: HTTP 500"):
         for _ in range(12):  # the failure surfaces at a later write or at complete
             w.write(os.urandom(PART))
         w.complete()
