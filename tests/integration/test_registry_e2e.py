@@ -37,8 +37,9 @@ def test_log_register_promote_alias_and_load(client: runlake.RunlakeClient, tmp_
     y = x["a"] * 2 + x["b"]
     model = LinearRegression().fit(x, y)
     with runlake.start_run() as run:
+        # the interface, word for word: log_model(model, "model", input_example=…)
         info = runlake.sklearn.log_model(
-            model, name="model", input_example=x.head(3), registered_model_name="e2e-reg"
+            model, "model", input_example=x.head(3), registered_model_name="e2e-reg"
         )
     assert info.model_uri == f"runs:/{run.info.run_id}/model"
     assert info.registered_model_version == 1
@@ -75,6 +76,8 @@ def test_log_register_promote_alias_and_load(client: runlake.RunlakeClient, tmp_
         client.get_model_version_by_alias("e2e-reg", "champion")
     found = client.search_model_versions(f"run_id = '{run.info.run_id}'")
     assert sorted(v.version for v in found) == [1, 2]
+    local = Path(client.download_artifacts(run.info.run_id, "model", str(tmp_path)))
+    assert (local / "MLmodel").is_file() and (local / "model.pkl").is_file()
 
 
 def test_thirty_two_clients_registering_at_once_get_one_to_thirty_two(
