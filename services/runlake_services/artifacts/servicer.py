@@ -10,6 +10,7 @@ like every other write.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from runlake_services.eventlog import Catalog
 from runlake_services.gateway.servicer import Ingestor, abort, user_of
 
 __all__ = ["ArtifactsServicer", "RunRoots"]
+
+log = logging.getLogger(__name__)
 
 _DEFAULT_EXPIRY_S = 15 * 60
 _MAX_EXPIRY_S = 60 * 60
@@ -80,11 +83,13 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     def Upload(
         self, request_iterator: Iterator[artifacts_pb2.UploadChunk], context: grpc.ServicerContext
     ) -> artifacts_pb2.UploadResponse:
+        path = ""
         try:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise InvalidArgument("the first message must be the header", field="header")
             header = first.header
+            path = header.path
             key = self._roots.key(header.run_id, header.path, for_write=True)
             trailer: list[artifacts_pb2.UploadTrailer] = []
 
@@ -128,6 +133,9 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             )
         except RunlakeError as exc:
             abort(context, exc)
+        except grpc.RpcError:  # the client cancelled or went away mid-stream: nothing stored
+            log.info("upload of %r cancelled by the client", path)
+            return artifacts_pb2.UploadResponse()
 
     def Download(
         self, request: artifacts_pb2.DownloadRequest, context: grpc.ServicerContext
