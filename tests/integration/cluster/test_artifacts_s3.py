@@ -245,3 +245,39 @@ def test_direct_multipart_upload_is_checked_at_commit_and_can_be_abandoned(
             artifacts_pb2.AbortUploadRequest(run_id=run_id, path="x.bin", upload_id=up.upload_id)
         )
     assert _objects_and_uploads(minio, prefix, "x.bin") == ([f"{prefix}w.bin"], [])
+
+
+def test_an_interrupted_direct_put_leaves_nothing(
+    s3_server: ServerProcess, minio: MinioService
+) -> None:
+    """A presigned PUT cut off half-way (the client died): S3 stores nothing, commit refuses."""
+    import http.client
+    import time
+    import urllib.parse
+
+    import grpc
+    from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+    client = runlake.RunlakeClient(s3_server.uri)
+    run_id = client.create_run("0", run_name="s3-direct-cut").info.run_id
+    client.flush()
+    stub = artifacts_pb2_grpc.ArtifactsStub(grpc.insecure_channel(s3_server.uri[7:]))
+    up = stub.CreateUploadUrl(
+        artifacts_pb2.CreateUrlRequest(run_id=run_id, path="cut.bin", size=8 << 20)
+    )
+    assert up.url and not up.upload_id  # under one part: a single PUT
+    url = urllib.parse.urlsplit(up.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.putrequest("PUT", f"{url.path}?{url.query}", skip_accept_encoding=True)
+    conn.putheader("Content-Length", str(8 << 20))
+    conn.endheaders()
+    conn.send(os.urandom(1 << 20))  # an eighth of it, then the connection drops
+    conn.sock.shutdown(2)
+    conn.close()
+    time.sleep(0.5)
+    prefix = f"artifacts/0/{run_id}/artifacts/"
+    assert _objects_and_uploads(minio, prefix, "cut.bin") == ([], [])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CommitUpload(artifacts_pb2.CommitUploadRequest(run_id=run_id, path="cut.bin"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert client.list_artifacts(run_id) == []
