@@ -163,12 +163,16 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
         except RunlakeError as exc:
             abort(context, exc)
         cut = len(root) + 1 if root else 0
+        files = []
+        for e in entries:
+            try:  # a key written to the store behind the gateway's back
+                check_artifact_path(e.key[cut:], "path")
+            except InvalidArgument:
+                log.warning("not listing %r: not a canonical artifact path", e.key)
+                continue
+            files.append(artifacts_pb2.FileInfo(path=e.key[cut:], is_dir=e.is_dir, size=e.size))
         return artifacts_pb2.ListArtifactsResponse(
-            root_uri="/".join(p for p in (self._store.root_uri, root) if p),
-            files=[
-                artifacts_pb2.FileInfo(path=e.key[cut:], is_dir=e.is_dir, size=e.size)
-                for e in entries
-            ],
+            root_uri="/".join(p for p in (self._store.root_uri, root) if p), files=files
         )
 
     def CreateUploadUrl(

@@ -281,3 +281,44 @@ def test_an_interrupted_direct_put_leaves_nothing(
         stub.CommitUpload(artifacts_pb2.CommitUploadRequest(run_id=run_id, path="cut.bin"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert client.list_artifacts(run_id) == []
+
+
+def test_keys_written_behind_runlakes_back_cannot_lead_a_download_out(
+    s3_server: ServerProcess, minio: MinioService, tmp_path: Path
+) -> None:
+    """A key runlake would never write (MinIO itself refuses '..') is refused, not followed."""
+    import io
+
+    from runlake.errors import RunlakeError
+
+    client = runlake.RunlakeClient(s3_server.uri)
+    run_id = client.create_run("0", run_name="s3-foreign-keys").info.run_id
+    client.log_text(run_id, "fine", "ok/readme.txt")
+    s3 = minio.s3_settings
+    raw = s3.client()
+    bad = f"artifacts/0/{run_id}/artifacts/ok/up\\evil.txt"
+    raw.put_object(s3.bucket, bad, io.BytesIO(b"evil"), length=4)
+    # the gateway does not list it (and would not serve it: the path is not canonical) …
+    assert [f.path for f in client.list_artifacts(run_id, "ok")] == ["ok/readme.txt"]
+    got = Path(client.download_artifacts(run_id, "ok", str(tmp_path / "dl")))
+    assert [p.name for p in got.iterdir()] == ["readme.txt"]
+    with pytest.raises(RunlakeError, match="path"):
+        client.download_artifacts(run_id, "ok/up\\evil.txt", str(tmp_path / "dl2"))
+    # … and a gateway that did would be refused by the client
+    from runlake.v1 import artifacts_pb2
+
+    transfer = client._artifacts
+    real = transfer._stub.ListArtifacts
+
+    def lying(req: artifacts_pb2.ListArtifactsRequest, **kw: object) -> object:
+        resp = real(req, **kw)
+        resp.files.add(path="ok/../../evil.txt", is_dir=False, size=4)
+        return resp
+
+    transfer._stub.ListArtifacts = lying  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RunlakeError, match="path"):
+            client.download_artifacts(run_id, "ok", str(tmp_path / "dl3"))
+    finally:
+        transfer._stub.ListArtifacts = real  # type: ignore[method-assign]
+    assert not any(p.name.endswith("evil.txt") for p in tmp_path.rglob("*"))
