@@ -16,9 +16,10 @@ and then answers RESOURCE_EXHAUSTED, never an out-of-memory crash.
 Nothing is visible before :meth:`MultipartWriter.complete`: the caller checks size and
 digest first, and any failure aborts the multipart upload, so S3 discards the parts.
 
-minio-py keeps its multipart calls (create, upload part, complete, abort) private; they
-are used here through :class:`S3Parts`, the one place that knows, for the pinned
-minio 7.2.20 (the cluster tests run them against a real MinIO).
+minio-py keeps its multipart calls (create, complete, abort) and its connection pool
+private; they are used here through :class:`S3Parts`, the one place that knows, for the
+pinned minio 7.2.20 (the cluster tests run them against a real MinIO). Parts themselves go
+to presigned part URLs, which the public API makes.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ MAX_PARTS = 10_000
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PART_BYTES = 5 * 1024**3
 #: Direct uploads: parts of 64 MiB, more for files over 64 GiB so that one answer lists at
-#: most 1,000 part URLs (about 600 KB); S3's 5 TiB object limit is 1,000 parts of 5 GiB.
+#: most 1,024 part URLs (about 600 KB); S3's 5 TiB object limit is 1,024 parts of 5 GiB.
 DIRECT_PART_BYTES = 64 * 1024 * 1024
 _PART_URL_EXPIRY = timedelta(minutes=15)
-MAX_DIRECT_PARTS = 1_000
+MAX_DIRECT_PARTS = 1_024
 
 
 def direct_part_size(size: int) -> int:

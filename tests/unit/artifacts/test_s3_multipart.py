@@ -14,8 +14,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from runlake.errors import ResourceExhausted
-from runlake_services.artifacts.s3_multipart import MIN_PART_BYTES, MultipartWriter, PartBudget
+from runlake.errors import InvalidArgument, ResourceExhausted
+from runlake_services.artifacts.s3_multipart import (
+    MIN_PART_BYTES,
+    MultipartWriter,
+    PartBudget,
+    direct_part_size,
+)
 
 PART = MIN_PART_BYTES
 
@@ -157,3 +162,15 @@ def test_an_abandoned_stream_is_aborted_and_gives_its_buffers_back() -> None:
     assert s3.objects == {} and s3.open == {} and len(s3.aborted) == 1
     for _ in range(4):
         assert budget.take(wait=False)
+
+
+def test_direct_part_sizes_stay_within_s3s_limits() -> None:
+    mib, gib = 1 << 20, 1 << 30
+    assert direct_part_size(1) == direct_part_size(1_024 * 64 * mib) == 64 * mib
+    big = 5 * 1024 * gib  # S3's largest object: 1,024 parts of at most 5 GiB
+    assert direct_part_size(big) == 5 * gib
+    for size in (1_024 * 64 * mib + 1, 300 * gib, big - 1):
+        part = direct_part_size(size)
+        assert part % mib == 0 and -(-size // part) <= 1_024
+    with pytest.raises(InvalidArgument, match="size"):
+        direct_part_size(big + 1)
