@@ -13,6 +13,7 @@ needs an S3 store).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -33,6 +34,10 @@ __all__ = ["ArtifactTransfer", "FileInfo", "artifact_mode"]
 
 CHUNK = 1024 * 1024
 _HTTP_TIMEOUT_S = 300
+#: A direct upload larger than this asks for its URLs to last an hour (the most) instead of
+#: the default 15 minutes: at 20 MB/s a GiB takes a minute, a multipart upload many more.
+_LONG_UPLOAD_BYTES = 1024**3
+_LONG_EXPIRY_S = 3600
 # A transfer of several GB takes a while; the stream itself is the progress.
 _RPC_TIMEOUT_S = 24 * 3600
 
@@ -51,6 +56,30 @@ def artifact_mode() -> str:
     if mode not in ("proxied", "direct"):
         raise InvalidArgument(f"{mode!r}: use 'proxied' or 'direct'", field="RUNLAKE_ARTIFACT_MODE")
     return mode
+
+
+def _read(f: BinaryIO, n: int, digest: Any) -> Iterator[bytes]:
+    """The next ``n`` bytes of ``f`` in chunks, hashed on the way; the file must not shrink."""
+    while n > 0:
+        chunk = f.read(min(CHUNK, n))
+        if not chunk:
+            raise RunlakeError("the file shrank while it was being uploaded", field="local_path")
+        digest.update(chunk)
+        n -= len(chunk)
+        yield chunk
+
+
+def _put(url: str, body: Iterator[bytes], size: int, path: str) -> str:
+    """PUT ``size`` bytes to a presigned URL; the ETag the store answered."""
+    req = urllib.request.Request(
+        url, data=body, method="PUT", headers={"Content-Length": str(size)}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=_HTTP_TIMEOUT_S) as resp:
+            resp.read()
+            return str(resp.headers.get("ETag", "")).strip('"')
+    except OSError as exc:
+        raise RunlakeError(f"direct upload of {path!r} failed: {exc}", field="path") from None
 
 
 def _chunks(path: Path, digest: Any, sizes: list[int]) -> Iterator[bytes]:
@@ -105,26 +134,33 @@ class ArtifactTransfer:
         return response
 
     def _upload_direct(self, run_id: str, local: Path, path: str) -> artifacts_pb2.UploadResponse:
-        url = self._call(
-            self._stub.CreateUploadUrl, artifacts_pb2.CreateUrlRequest(run_id=run_id, path=path)
-        ).url
-        digest = hashlib.sha256()
-        sizes = [0]
         size = local.stat().st_size
-        req = urllib.request.Request(
-            url,
-            data=_chunks(local, digest, sizes),
-            method="PUT",
-            headers={"Content-Length": str(size)},
+        ask = artifacts_pb2.CreateUrlRequest(
+            run_id=run_id,
+            path=path,
+            size=size,
+            expires_in_s=_LONG_EXPIRY_S if size > _LONG_UPLOAD_BYTES else 0,
         )
-        try:
-            with urllib.request.urlopen(req, timeout=_HTTP_TIMEOUT_S) as resp:
-                resp.read()
-        except OSError as exc:
-            raise RunlakeError(f"direct upload of {path!r} failed: {exc}", field="path") from None
-        commit = artifacts_pb2.CommitUploadRequest(
-            run_id=run_id, path=path, sha256=digest.hexdigest()
-        )
+        up: artifacts_pb2.CreateUrlResponse = self._call(self._stub.CreateUploadUrl, ask)
+        digest = hashlib.sha256()
+        commit = artifacts_pb2.CommitUploadRequest(run_id=run_id, path=path)
+        with local.open("rb") as f:
+            if not up.upload_id:
+                _put(up.url, _read(f, size, digest), size, path)
+            else:  # one PUT per part, in order, each streamed from the file
+                try:
+                    for i, url in enumerate(up.part_urls):
+                        n = min(up.part_size, size - i * up.part_size)
+                        commit.etags.append(_put(url, _read(f, n, digest), n, path))
+                except BaseException:
+                    abandon = artifacts_pb2.AbortUploadRequest(
+                        run_id=run_id, path=path, upload_id=up.upload_id
+                    )
+                    with contextlib.suppress(RunlakeError):
+                        self._call(self._stub.AbortUpload, abandon)
+                    raise
+                commit.upload_id = up.upload_id
+        commit.sha256 = digest.hexdigest()
         response: artifacts_pb2.UploadResponse = self._call(self._stub.CommitUpload, commit)
         return response
 
@@ -151,6 +187,11 @@ class ArtifactTransfer:
             run_id=run_id, path=check_artifact_path((path or "").strip("/"), allow_root=True)
         )
         resp: artifacts_pb2.ListArtifactsResponse = self._call(self._stub.ListArtifacts, req)
+        prefix = f"{req.path}/" if req.path else ""
+        for f in resp.files:  # a key written to the store behind runlake's back
+            if not f.path.startswith(prefix) or "/" in f.path[len(prefix) :]:
+                raise RunlakeError(f"the store lists {f.path!r} under {req.path!r}", field="path")
+            check_artifact_path(f.path, "path")
         return [FileInfo(f.path, f.is_dir, None if f.is_dir else f.size) for f in resp.files]
 
     def download(self, run_id: str, path: str, dst: Path) -> Path:
@@ -211,20 +252,54 @@ def dict_bytes(data: Any, artifact_file: str) -> bytes:
     return json.dumps(data, indent=2).encode()
 
 
+_PLOTLY_IMAGES = ("png", "jpeg", "jpg", "webp", "svg", "pdf")
+
+
 def figure_bytes(figure: Any, artifact_file: str) -> bytes:
-    """A matplotlib or plotly figure rendered by the file name's extension."""
+    """A matplotlib or plotly figure rendered in the format its file name's extension names.
+
+    matplotlib: any format its ``savefig`` knows (png, svg, pdf, jpg…). plotly, as MLflow
+    does: ``.html`` (plotly.js loaded from its CDN), images through kaleido; and ``.json``
+    (plotly's own figure JSON, ``plotly.io.from_json`` reads it back), which needs nothing
+    else installed.
+    """
     import io
 
+    name = artifact_file.rpartition("/")[2]
+    ext = name.rpartition(".")[2].lower() if "." in name else ""
+    if not ext:
+        raise InvalidArgument(
+            f"{artifact_file!r} has no extension to choose the format by (.png, .svg, .html…)",
+            field="artifact_file",
+        )
     module = type(figure).__module__
     if module.startswith("matplotlib"):
         buf = io.BytesIO()
-        ext = artifact_file.rpartition(".")[2] or "png"
-        figure.savefig(buf, format=ext)
+        try:
+            figure.savefig(buf, format=ext)
+        except ValueError as exc:  # "Format 'xyz' is not supported (supported formats: …)"
+            raise InvalidArgument(str(exc), field="artifact_file") from None
         return buf.getvalue()
     if module.startswith("plotly"):
-        if artifact_file.endswith(".html"):
-            return str(figure.to_html()).encode()
-        return bytes(figure.to_image(format=artifact_file.rpartition(".")[2] or "png"))
+        if ext in ("html", "htm"):
+            return str(figure.to_html(include_plotlyjs="cdn", full_html=True)).encode()
+        if ext == "json":
+            return str(figure.to_json()).encode()
+        if ext not in _PLOTLY_IMAGES:
+            raise InvalidArgument(
+                f"plotly figures are saved as .html, .json or {', .'.join(_PLOTLY_IMAGES)}; "
+                f"got {artifact_file!r}",
+                field="artifact_file",
+            )
+        try:
+            return bytes(figure.to_image(format=ext))
+        except (ValueError, ImportError, RuntimeError) as exc:  # kaleido or its Chrome missing
+            why = " ".join(str(exc).split())
+            raise InvalidArgument(
+                f"plotly could not render {ext}: {why} Images need the kaleido package "
+                "(and Chrome); .html and .json need neither",
+                field="artifact_file",
+            ) from None
     raise InvalidArgument(
         f"a matplotlib or plotly figure, got {type(figure).__name__}", field="figure"
     )

@@ -49,6 +49,9 @@ def check_artifact_path(path: str, field: str = "path", *, allow_root: bool = Fa
 
 
 def join_artifact_path(directory: str | None, name: str) -> str:
-    """``directory/name`` (either may be empty), checked."""
-    joined = f"{directory.strip('/')}/{name}" if directory and directory.strip("/") else name
+    """``directory/name`` (either may be empty), checked; a trailing '/' on ``directory`` is fine.
+
+    A leading '/' is not stripped but refused, like every other path that is not relative.
+    """
+    joined = f"{directory.rstrip('/')}/{name}" if directory and directory.rstrip("/") else name
     return check_artifact_path(joined)

@@ -203,3 +203,119 @@ def test_artifacts_cli(
     assert (tmp_path / "readme.txt").read_text() == "hello"
     bad = cli("artifacts", "get", run_id, "../../etc/passwd", "--dst", str(tmp_path))
     assert bad.returncode == 1 and bad.stderr.startswith("error: path:")
+
+
+def test_log_figure_matplotlib_and_plotly(
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    import plotly.graph_objects as go
+    import plotly.io
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.add_subplot().plot([1, 2, 3], [3, 1, 2])
+    client.log_figure(run_id, fig, "plots/line.png")
+    client.log_figure(run_id, fig, "plots/line.svg")
+    scatter = go.Figure(go.Scatter(x=[1, 2, 3], y=[4.5, 5.5, 6.5], name="loss"))
+    client.log_figure(run_id, scatter, "plots/loss.html")
+    client.log_figure(run_id, scatter, "plots/loss.json")
+
+    out = Path(client.download_artifacts(run_id, "plots", str(tmp_path / "dl")))
+    assert (out / "line.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert b"<svg" in (out / "line.svg").read_bytes()
+    html = (out / "loss.html").read_text()
+    assert "<html>" in html and "plotly" in html and "5.5" in html
+    again = plotly.io.from_json((out / "loss.json").read_text())
+    assert list(again.data[0].y) == [4.5, 5.5, 6.5] and again.data[0].name == "loss"
+
+    with pytest.raises(InvalidArgument, match=r"artifact_file.*not supported"):
+        client.log_figure(run_id, fig, "plots/line.xyz")
+    with pytest.raises(InvalidArgument, match=r"artifact_file.*no extension"):
+        client.log_figure(run_id, scatter, "plots/loss")
+    with pytest.raises(InvalidArgument, match="figure"):
+        client.log_figure(run_id, {"not": "a figure"}, "plots/x.png")
+    if importlib.util.find_spec("kaleido") is None:  # images from plotly need kaleido + Chrome
+        with pytest.raises(InvalidArgument, match=r"artifact_file.*kaleido"):
+            client.log_figure(run_id, scatter, "plots/loss.png")
+    else:
+        client.log_figure(run_id, scatter, "plots/loss.png")
+    names = sorted(f.path for f in client.list_artifacts(run_id, "plots"))
+    assert names == [
+        f"plots/{n}" for n in sorted(["line.png", "line.svg", "loss.html", "loss.json"])
+    ] + ([] if importlib.util.find_spec("kaleido") is None else ["plots/loss.png"])
+
+
+def test_the_sdk_refuses_hostile_paths_before_sending(
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    for bad in ("../up", "/abs", "a/../../b", "a\\b"):
+        with pytest.raises(InvalidArgument, match="path"):
+            client.log_artifact(run_id, str(f), bad)
+        with pytest.raises(InvalidArgument, match="artifact_file"):
+            client.log_text(run_id, "x", f"{bad}/t.txt")
+    with pytest.raises(InvalidArgument, match="path"):
+        client.download_artifacts(run_id, "../../etc", str(tmp_path / "dl"))
+    assert _names(client, run_id) == []
+
+
+def test_a_large_file_streams_both_ways_in_bounded_memory(
+    server: ServerProcess, client: runlake.RunlakeClient, tmp_path: Path
+) -> None:
+    """512 MiB up and back through the gateway: no process grows by a fraction of it."""
+    from tests.integration.transfer_memory import make_sparse_file, measure_transfer
+
+    src = make_sparse_file(tmp_path / "big.bin", 512)
+    growth = measure_transfer(server.uri, server.pid, src, "proxied", tmp_path)
+    for what in ("client_up", "server_up", "client_down", "server_down"):
+        assert getattr(growth, what) < 64, growth  # MiB, for a 512 MiB file
+    digest = hashlib.sha256()
+    with src.open("rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    rows = client.sql(
+        f"SELECT size, sha256 FROM artifacts WHERE run_id = '{growth.run_id}'"
+    ).to_dict("records")
+    assert rows == [{"size": 512 * 1024 * 1024, "sha256": digest.hexdigest()}]
+
+
+_UPLOAD_THEN_HANG = r"""
+import sys, runlake
+c = runlake.RunlakeClient(sys.argv[1])
+c.log_artifact(sys.argv[2], sys.argv[3], "partial")
+"""
+
+
+def test_a_client_killed_mid_upload_leaves_nothing(
+    server: ServerProcess, client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.transfer_memory import make_sparse_file
+
+    src = make_sparse_file(tmp_path / "big.bin", 4096)  # far more than arrives before the kill
+    staging = server.data_dir / "artifacts" / ".staging"
+    before = set(staging.iterdir())
+    child = subprocess.Popen(
+        [sys.executable, "-c", _UPLOAD_THEN_HANG, server.uri, run_id, str(src)]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 8 << 20 for p in set(staging.iterdir()) - before):
+            assert child.poll() is None and time.monotonic() < deadline, "no upload in progress"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    deadline = time.monotonic() + 30
+    while set(staging.iterdir()) - before:  # the gateway sees the stream cancelled
+        assert time.monotonic() < deadline, "the half upload was left in staging"
+        time.sleep(0.1)
+    assert _names(client, run_id) == []
+    assert client.sql(f"SELECT * FROM artifacts WHERE run_id = '{run_id}'").empty

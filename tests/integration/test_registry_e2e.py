@@ -37,8 +37,9 @@ def test_log_register_promote_alias_and_load(client: runlake.RunlakeClient, tmp_
     y = x["a"] * 2 + x["b"]
     model = LinearRegression().fit(x, y)
     with runlake.start_run() as run:
+        # the issue's interface, word for word: log_model(model, "model", input_example=…)
         info = runlake.sklearn.log_model(
-            model, name="model", input_example=x.head(3), registered_model_name="e2e-reg"
+            model, "model", input_example=x.head(3), registered_model_name="e2e-reg"
         )
     assert info.model_uri == f"runs:/{run.info.run_id}/model"
     assert info.registered_model_version == 1
@@ -75,6 +76,8 @@ def test_log_register_promote_alias_and_load(client: runlake.RunlakeClient, tmp_
         client.get_model_version_by_alias("e2e-reg", "champion")
     found = client.search_model_versions(f"run_id = '{run.info.run_id}'")
     assert sorted(v.version for v in found) == [1, 2]
+    local = Path(client.download_artifacts(run.info.run_id, "model", str(tmp_path)))
+    assert (local / "MLmodel").is_file() and (local / "model.pkl").is_file()
 
 
 def test_thirty_two_clients_registering_at_once_get_one_to_thirty_two(
@@ -187,6 +190,10 @@ def test_models_cli(server: ServerProcess, client: runlake.RunlakeClient) -> Non
     )
     assert "cli-reg@prod -> version 1" in cli("models", "alias", "cli-reg", "prod", "1")
     assert '"version": 1' in cli("models", "versions", "cli-reg", "-o", "json")
+    from datetime import UTC, datetime
+
+    before_description = datetime.now(UTC).isoformat()
+    time.sleep(0.05)
     cli("models", "describe", "cli-reg", "# Churn\nscores customers")
     cli("models", "tag", "cli-reg", "team", "growth")
     cli("models", "tag", "cli-reg", "validated", "yes", "--version", "1")
@@ -195,6 +202,9 @@ def test_models_cli(server: ServerProcess, client: runlake.RunlakeClient) -> Non
     model = client.get_registered_model("cli-reg")
     assert model.description.startswith("# Churn") and model.tags == {"team": "growth"}
     assert client.get_model_version("cli-reg", 1).tags == {"validated": "yes"}
+    then = cli("models", "get", "cli-reg", "--as-of", before_description, "-o", "json")
+    assert '"description": ""' in then and "Churn" not in then
+    assert "Churn" in cli("models", "get", "cli-reg", "-o", "json")
     cli("models", "tag", "cli-reg", "team", "--delete")
     assert client.get_registered_model("cli-reg").tags == {}
     history = cli("models", "history", "cli-reg", "-o", "json")
@@ -206,3 +216,84 @@ def test_models_cli(server: ServerProcess, client: runlake.RunlakeClient) -> Non
         timeout=120,
     )
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
+
+
+def test_serve_a_registered_model_by_alias_over_http(
+    server: ServerProcess, client: runlake.RunlakeClient
+) -> None:
+    """``runlake --tracking-uri … models serve -m models:/NAME@ALIAS``, scored with real HTTP."""
+    import http.client
+    import json
+
+    from runlake.serving.process import ServingProcess
+    from sklearn.linear_model import LogisticRegression
+
+    x = _frame()
+    clf = LogisticRegression().fit(x, (x["a"] > x["c"]).astype(int))
+    with runlake.start_run():
+        info = runlake.sklearn.log_model(
+            clf, name="model", input_example=x.head(3), registered_model_name="served-reg"
+        )
+    client.set_registered_model_alias("served-reg", "champion", info.registered_model_version)
+    cli = [sys.executable, "-m", "runlake.cli", "--tracking-uri", server.uri, "models", "serve"]
+
+    served = ServingProcess(["-m", "models:/served-reg@champion", "--port", "0"], command=cli)
+    with served.start(timeout_s=120):
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        body = json.dumps({"dataframe_split": json.loads(x.to_json(orient="split", index=False))})
+        conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert json.loads(resp.read()) == {"predictions": clf.predict(x).tolist()}
+        conn.request(
+            "POST", "/invocations", x.head(2).to_csv(index=False), {"Content-Type": "text/csv"}
+        )
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())) == (
+            200,
+            {"predictions": clf.predict(x.head(2)).tolist()},
+        )
+        conn.close()
+    assert "models:/served-reg@champion" in served.text()
+
+    missing = ServingProcess(["-m", "models:/served-reg@nobody", "--port", "0"], command=cli)
+    with pytest.raises(RuntimeError, match="did not become ready"):
+        missing.start(timeout_s=120)
+    assert missing.proc is not None and missing.proc.wait(30) == 1
+    assert "alias" in missing.text() and "Traceback" not in missing.text()
+
+
+def test_search_describe_and_tag_models_and_versions(client: runlake.RunlakeClient) -> None:
+    for name, team in (("search-a1", "growth"), ("search-a2", "risk"), ("search-b1", "growth")):
+        client.create_registered_model(name, tags={"team": team})
+        client.create_model_version(name, f"s3://b/{name}/1")
+        client.create_model_version(name, f"s3://b/{name}/2", tags={"validated": "yes"})
+    client.update_registered_model("search-a1", "# Scores churn\n\n*weekly*")
+    client.update_model_version("search-a1", 2, "retrained on November")
+
+    def names(filter_string: str, **kw: object) -> list[str]:
+        return [m.name for m in client.search_registered_models(filter_string, **kw)]  # type: ignore[arg-type]
+
+    assert names("name LIKE 'search-a%'", order_by=["name DESC"]) == ["search-a2", "search-a1"]
+    assert names("name LIKE 'search-%' AND tags.team = 'growth'") == ["search-a1", "search-b1"]
+    assert names("name ILIKE 'SEARCH-B%'") == ["search-b1"]
+    first = client.search_registered_models("name LIKE 'search-%'", max_results=2)
+    assert [m.name for m in first] == ["search-a1", "search-a2"] and first.token
+    rest = client.search_registered_models(
+        "name LIKE 'search-%'", max_results=2, page_token=first.token
+    )
+    assert [m.name for m in rest] == ["search-b1"] and not rest.token
+
+    model = client.get_registered_model("search-a1")
+    assert model.description == "# Scores churn\n\n*weekly*" and model.tags == {"team": "growth"}
+    assert client.get_model_version("search-a1", 2).description == "retrained on November"
+    versions = client.search_model_versions(
+        "name IN ('search-a1', 'search-b1') AND tags.validated = 'yes'",
+        order_by=["name ASC", "version_number DESC"],
+    )
+    assert [(v.name, v.version) for v in versions] == [("search-a1", 2), ("search-b1", 2)]
+    assert [
+        v.version for v in client.search_model_versions("name = 'search-a2' AND version_number < 2")
+    ] == [1]
+    with pytest.raises(InvalidArgument, match="filter"):
+        client.search_registered_models("nme = 'x'")

@@ -34,13 +34,8 @@ COLS = [f"f{i}" for i in range(6)]
 
 
 def _command() -> list[str]:
-    """``runlake models serve`` once the CLI registers it; until then the same command alone."""
-    import runlake.cli  # noqa: F401  (adds the late command groups)
-    from runlake.cli.registry_cmds import models
-
-    if any(c.name == "serve" for c in models.registered_commands):
-        return [sys.executable, "-m", "runlake.cli", "models", "serve"]
-    return [sys.executable, "-m", "runlake.serving"]
+    """``runlake models serve``, as a user runs it."""
+    return [sys.executable, "-m", "runlake.cli", "models", "serve"]
 
 
 class Served(ServingProcess):

@@ -22,7 +22,14 @@ def _batching(value: str) -> str:
     return value
 
 
+def _tracking_uri(ctx: typer.Context) -> str:
+    """``runlake --tracking-uri …`` (or RUNLAKE_TRACKING_URI), for models:/ and runs:/ URIs."""
+    root = ctx.find_root().obj
+    return root if isinstance(root, str) else ""
+
+
 def serve(
+    ctx: typer.Context,
     model_uri: Annotated[
         str,
         typer.Option(
@@ -117,6 +124,7 @@ def serve(
             keep_alive_s=keep_alive,
             graceful_timeout_s=graceful_timeout,
             startup_timeout_s=startup_timeout,
+            tracking_uri=_tracking_uri(ctx),
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

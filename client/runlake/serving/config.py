@@ -42,6 +42,8 @@ class ServeConfig:
     graceful_timeout_s: float = 10.0
     #: Longest the launcher waits for every worker to load the model and listen.
     startup_timeout_s: float = 600.0
+    #: The server that resolves runs:/ and models:/ URIs ('': RUNLAKE_TRACKING_URI or default).
+    tracking_uri: str = ""
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -134,6 +134,8 @@ def serve_in_process(
     import runlake.pyfunc
     from runlake.serving.app import ScoringApp
 
+    if config.tracking_uri:
+        runlake.set_tracking_uri(config.tracking_uri)
     model = runlake.pyfunc.load_model(config.model_uri)
     app = ScoringApp(model, config)
     uv_config = uvicorn.Config(

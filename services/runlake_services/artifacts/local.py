@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from runlake.artifact_paths import check_artifact_path
 from runlake.errors import Conflict, InvalidArgument, NotFound
 
-from runlake_services.artifacts.store import CHUNK_BYTES, Entry, Stored, Verify
+from runlake_services.artifacts.store import CHUNK_BYTES, Entry, PresignedUpload, Stored, Verify
 
 __all__ = ["LocalArtifactStore"]
 
@@ -106,11 +106,20 @@ class LocalArtifactStore:
                 out.append(Entry(key, False, child.stat().st_size))
         return out
 
-    def presign_put(self, key: str, expires_s: int) -> str:
-        raise Conflict(
+    def _no_direct_access(self) -> Conflict:
+        return Conflict(
             "the local artifact store has no direct access; upload through the gateway",
             field="path",
         )
 
+    def presign_upload(self, key: str, size: int, expires_s: int) -> PresignedUpload:
+        raise self._no_direct_access()
+
+    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        raise self._no_direct_access()
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        raise self._no_direct_access()
+
     def presign_get(self, key: str, expires_s: int) -> str:
-        return self.presign_put(key, expires_s)
+        raise self._no_direct_access()

@@ -10,8 +10,9 @@ like every other write.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -19,11 +20,14 @@ from runlake.artifact_paths import check_artifact_path
 from runlake.errors import Conflict, InvalidArgument, NotFound, RunlakeError
 from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
 
+from runlake_services.artifacts.s3_multipart import MAX_PARTS
 from runlake_services.artifacts.store import ArtifactStore, key_within
 from runlake_services.eventlog import Catalog
 from runlake_services.gateway.servicer import Ingestor, abort, user_of
 
 __all__ = ["ArtifactsServicer", "RunRoots"]
+
+log = logging.getLogger(__name__)
 
 _DEFAULT_EXPIRY_S = 15 * 60
 _MAX_EXPIRY_S = 60 * 60
@@ -79,11 +83,13 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     def Upload(
         self, request_iterator: Iterator[artifacts_pb2.UploadChunk], context: grpc.ServicerContext
     ) -> artifacts_pb2.UploadResponse:
+        path = ""
         try:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise InvalidArgument("the first message must be the header", field="header")
             header = first.header
+            path = header.path
             key = self._roots.key(header.run_id, header.path, for_write=True)
             trailer: list[artifacts_pb2.UploadTrailer] = []
 
@@ -127,6 +133,9 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             )
         except RunlakeError as exc:
             abort(context, exc)
+        except grpc.RpcError:  # the client cancelled or went away mid-stream: nothing stored
+            log.info("upload of %r cancelled by the client", path)
+            return artifacts_pb2.UploadResponse()
 
     def Download(
         self, request: artifacts_pb2.DownloadRequest, context: grpc.ServicerContext
@@ -154,52 +163,69 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
         except RunlakeError as exc:
             abort(context, exc)
         cut = len(root) + 1 if root else 0
+        files = []
+        for e in entries:
+            try:  # a key written to the store behind the gateway's back
+                check_artifact_path(e.key[cut:], "path")
+            except InvalidArgument:
+                log.warning("not listing %r: not a canonical artifact path", e.key)
+                continue
+            files.append(artifacts_pb2.FileInfo(path=e.key[cut:], is_dir=e.is_dir, size=e.size))
         return artifacts_pb2.ListArtifactsResponse(
-            root_uri="/".join(p for p in (self._store.root_uri, root) if p),
-            files=[
-                artifacts_pb2.FileInfo(path=e.key[cut:], is_dir=e.is_dir, size=e.size)
-                for e in entries
-            ],
+            root_uri="/".join(p for p in (self._store.root_uri, root) if p), files=files
         )
 
-    def _url(
-        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext, *, put: bool
+    def CreateUploadUrl(
+        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext
     ) -> artifacts_pb2.CreateUrlResponse:
         try:
             expires = _expiry(request.expires_in_s)
-            key = self._roots.key(request.run_id, request.path, for_write=put)
-            presign = self._store.presign_put if put else self._store.presign_get
-            url = presign(key, expires)
+            if request.size < 0:
+                raise InvalidArgument("must not be negative", field="size")
+            key = self._roots.key(request.run_id, request.path, for_write=True)
+            up = self._store.presign_upload(key, request.size, expires)
+        except RunlakeError as exc:
+            abort(context, exc)
+        return artifacts_pb2.CreateUrlResponse(
+            url=up.url,
+            expires_at_ms=int((time.time() + expires) * 1000),
+            upload_id=up.upload_id,
+            part_size=up.part_size,
+            part_urls=up.part_urls,
+        )
+
+    def CreateDownloadUrl(
+        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext
+    ) -> artifacts_pb2.CreateUrlResponse:
+        try:
+            expires = _expiry(request.expires_in_s)
+            key = self._roots.key(request.run_id, request.path, for_write=False)
+            url = self._store.presign_get(key, expires)
         except RunlakeError as exc:
             abort(context, exc)
         return artifacts_pb2.CreateUrlResponse(
             url=url, expires_at_ms=int((time.time() + expires) * 1000)
         )
 
-    def CreateUploadUrl(
-        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext
-    ) -> artifacts_pb2.CreateUrlResponse:
-        return self._url(request, context, put=True)
-
-    def CreateDownloadUrl(
-        self, request: artifacts_pb2.CreateUrlRequest, context: grpc.ServicerContext
-    ) -> artifacts_pb2.CreateUrlResponse:
-        return self._url(request, context, put=False)
-
     def CommitUpload(
         self, request: artifacts_pb2.CommitUploadRequest, context: grpc.ServicerContext
     ) -> artifacts_pb2.UploadResponse:
         try:
             key = self._roots.key(request.run_id, request.path, for_write=True)
+            sha = request.sha256.lower()
+            if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+                raise InvalidArgument("must be 64 hex digits", field="sha256")
+            if request.upload_id:
+                etags = _etags(request.etags)
+                self._store.complete_upload(key, _upload_id(request.upload_id), etags)
+            elif request.etags:
+                raise InvalidArgument("etags need the upload_id they belong to", field="etags")
             size = self._store.size(key)
             if size is None:
                 raise NotFound(
                     f"nothing was uploaded to {request.path!r}: PUT to the URL first",
                     field="path",
                 )
-            sha = request.sha256.lower()
-            if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
-                raise InvalidArgument("must be 64 hex digits", field="sha256")
             position = self._ingestor.record_artifact(
                 request.run_id, request.path, size, sha, user=user_of(context)
             )
@@ -208,3 +234,29 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
         return artifacts_pb2.UploadResponse(
             path=request.path, size=size, sha256=sha, position=str(position)
         )
+
+    def AbortUpload(
+        self, request: artifacts_pb2.AbortUploadRequest, context: grpc.ServicerContext
+    ) -> artifacts_pb2.AbortUploadResponse:
+        try:
+            key = self._roots.key(request.run_id, request.path, for_write=True)
+            self._store.abort_upload(key, _upload_id(request.upload_id))
+        except RunlakeError as exc:
+            abort(context, exc)
+        return artifacts_pb2.AbortUploadResponse()
+
+
+def _upload_id(value: str) -> str:
+    if not value or len(value) > 1024 or not value.isprintable():
+        raise InvalidArgument("must be the upload_id CreateUploadUrl answered", field="upload_id")
+    return value
+
+
+def _etags(values: Iterable[str]) -> list[str]:
+    etags = [v.strip('"') for v in values]
+    if not etags or len(etags) > MAX_PARTS:
+        raise InvalidArgument(f"give 1 to {MAX_PARTS} part ETags, in part order", field="etags")
+    for i, etag in enumerate(etags):
+        if not etag or len(etag) > 128 or not etag.isprintable():
+            raise InvalidArgument("must be the ETag the part's PUT answered", field=f"etags[{i}]")
+    return etags

@@ -9,7 +9,7 @@ under the key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlparse
@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 __all__ = [
     "ArtifactStore",
     "Entry",
+    "PresignedUpload",
     "Stored",
     "Verify",
     "open_artifact_store",
@@ -44,6 +45,16 @@ class Entry:
     size: int
 
 
+@dataclass(frozen=True)
+class PresignedUpload:
+    """Where a direct upload goes: one ``url``, or one URL per part of a multipart upload."""
+
+    url: str = ""
+    upload_id: str = ""
+    part_size: int = 0
+    part_urls: tuple[str, ...] = ()
+
+
 class ArtifactStore(Protocol):
     """Where artifact bytes live. Implementations: local directory, S3 (MinIO)."""
 
@@ -68,8 +79,17 @@ class ArtifactStore(Protocol):
         """Direct children of the directory ``prefix`` ('' is the root), by key."""
         ...
 
-    def presign_put(self, key: str, expires_s: int) -> str:
-        """A URL that lets its holder PUT ``key`` for ``expires_s``; FailedPrecondition if none."""
+    def presign_upload(self, key: str, size: int, expires_s: int) -> PresignedUpload:
+        """URLs that let their holder upload ``key`` (``size`` bytes, 0 if unknown) for
+        ``expires_s``: one PUT, or a multipart upload's parts; FailedPrecondition if none."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        """Complete a presigned multipart upload from its parts' ETags, making it visible."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Discard a presigned multipart upload (nothing happens if it is already gone)."""
         ...
 
     def presign_get(self, key: str, expires_s: int) -> str:

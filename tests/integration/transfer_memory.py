@@ -1,0 +1,87 @@
+"""Peak memory of the client and the server while one large artifact goes up and comes back.
+
+The transfer runs in a fresh client process, which measures itself and the server: before
+each direction it resets both processes' peak RSS (``/proc/PID/clear_refs``, Linux) and
+notes their RSS, and afterwards it reads the peaks (``VmHWM``). The peak is the kernel's
+own high-water mark, so a short spike between samples cannot be missed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Growth", "make_sparse_file", "measure_transfer"]
+
+_SCRIPT = r"""
+import json, os, sys, tempfile
+from pathlib import Path
+import runlake
+
+uri, server_pid, src, mode, tmp = sys.argv[1:6]
+os.environ["RUNLAKE_ARTIFACT_MODE"] = mode
+
+def status(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024  # kB -> MiB
+    raise KeyError(key)
+
+def measured(fn):
+    pids = (os.getpid(), int(server_pid))
+    for pid in pids:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS to the current RSS
+    before = [status(pid, "VmRSS") for pid in pids]
+    fn()
+    return [status(pid, "VmHWM") - b for pid, b in zip(pids, before)]
+
+c = runlake.RunlakeClient(uri)
+rid = c.create_run("0", run_name="memory-" + mode).info.run_id
+c.flush()
+c.list_artifacts(rid)  # connections and imports are warm before measuring
+up = measured(lambda: c.log_artifact(rid, src, "big"))
+dst = tempfile.mkdtemp(dir=tmp)
+down = measured(lambda: c.download_artifacts(rid, "big/" + Path(src).name, dst))
+got = Path(dst) / Path(src).name
+assert got.stat().st_size == Path(src).stat().st_size, "short download"
+print(json.dumps({"run_id": rid, "up": up, "down": down}))
+"""
+
+
+@dataclass(frozen=True)
+class Growth:
+    """MiB above the starting RSS at the peak of each transfer, per process."""
+
+    run_id: str
+    client_up: float
+    server_up: float
+    client_down: float
+    server_down: float
+
+
+def make_sparse_file(path: Path, mib: int) -> Path:
+    """A file of ``mib`` MiB that costs no disk to write (reads as zeros)."""
+    with path.open("wb") as f:
+        f.truncate(mib * 1024 * 1024)
+    return path
+
+
+def measure_transfer(
+    uri: str, server_pid: int, src: Path, mode: str, tmp: Path, env: dict[str, str] | None = None
+) -> Growth:
+    import os
+
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, uri, str(server_pid), str(src), mode, str(tmp)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return Growth(got["run_id"], got["up"][0], got["up"][1], got["down"][0], got["down"][1])
