@@ -6,13 +6,9 @@ Data directory layout: ``log.db`` (the SQLite event log and gateway catalog),
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -26,6 +22,7 @@ from runlake_services.embedded.http import HealthServer
 from runlake_services.embedded.memory import tune_allocators
 from runlake_services.eventlog import EventLog, open_event_log
 from runlake_services.gateway import Backlog, GatewayServicer, Ingestor
+from runlake_services.lifecycle import serve_until_signalled
 from runlake_services.progress import Progress
 from runlake_services.query import (
     MetricHistory,
@@ -150,23 +147,12 @@ class EmbeddedServer:
 
 def run_server(config: ServerConfig) -> None:
     """Start, print the ready line, serve until SIGINT/SIGTERM, stop cleanly."""
-    t0 = time.perf_counter()
     tune_allocators()
-    server = EmbeddedServer.start(config)
-    done = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    http = f" http=http://{config.host}:{server.http.port}" if server.http else ""
-    print(
-        f"runlake server ready grpc=grpc://{config.host}:{server.port}{http} "
-        f"data={config.data_dir} in {time.perf_counter() - t0:.2f}s",
-        flush=True,
+    serve_until_signalled(
+        "server",
+        lambda: EmbeddedServer.start(config),
+        host=config.host,
+        http_port=lambda s: s.http.port if s.http else None,
+        detail=f"data={config.data_dir}",
+        stopping="shutting down (folding what is left)",
     )
-    done.wait()
-    print("runlake server: shutting down (folding what is left)", file=sys.stderr, flush=True)
-    server.stop()
-    print("runlake server: stopped", file=sys.stderr, flush=True)

@@ -12,13 +12,9 @@ ready-line shape as ``runlake server``, so one parser (embedded/process.py) serv
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -32,6 +28,7 @@ from runlake_services.eventlog import EventLog, open_event_log
 from runlake_services.eventlog.kafka import KafkaEventLog
 from runlake_services.gateway.servicer import Backlog, GatewayServicer, Ingestor
 from runlake_services.gateway.upstream import Coordinator, open_channel, query_proxy
+from runlake_services.lifecycle import serve_until_signalled
 
 __all__ = ["GatewayConfig", "GatewayServer", "run_gateway"]
 
@@ -163,25 +160,13 @@ class GatewayServer:
 
 def run_gateway(config: GatewayConfig) -> None:
     """Start, print the ready line, serve until SIGINT/SIGTERM, stop cleanly."""
-    t0 = time.perf_counter()
-    server = GatewayServer.start(config)
-    done = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    http = f" http=http://{config.host}:{server.http.port}" if server.http else ""
-    print(
-        f"runlake gateway ready grpc=grpc://{config.host}:{server.port}{http} "
-        f"log={_redacted(config.log_uri)} in {time.perf_counter() - t0:.2f}s",
-        flush=True,
+    serve_until_signalled(
+        "gateway",
+        lambda: GatewayServer.start(config),
+        host=config.host,
+        http_port=lambda s: s.http.port if s.http else None,
+        detail=f"log={_redacted(config.log_uri)}",
     )
-    done.wait()
-    print("runlake gateway: shutting down", file=sys.stderr, flush=True)
-    server.stop()
-    print("runlake gateway: stopped", file=sys.stderr, flush=True)
 
 
 def _redacted(uri: str) -> str:

@@ -14,13 +14,9 @@ shape every runlake process shares (embedded/process.py parses it).
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -28,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runlake.v1 import query_pb2_grpc
 
 from runlake_services.embedded.http import HealthServer
+from runlake_services.lifecycle import serve_until_signalled
 from runlake_services.progress import TokenProgress
 from runlake_services.query.follower import TableFollower
 from runlake_services.query.history import MetricHistory
@@ -136,22 +133,10 @@ class QueryServer:
 
 def run_query(config: QueryConfig) -> None:
     """Start, print the ready line, serve until SIGINT/SIGTERM, stop cleanly."""
-    t0 = time.perf_counter()
-    server = QueryServer.start(config)
-    done = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    http = f" http=http://{config.host}:{server.http.port}" if server.http else ""
-    print(
-        f"runlake query ready grpc=grpc://{config.host}:{server.port}{http} "
-        f"store={config.store} in {time.perf_counter() - t0:.2f}s",
-        flush=True,
+    serve_until_signalled(
+        "query",
+        lambda: QueryServer.start(config),
+        host=config.host,
+        http_port=lambda s: s.http.port if s.http else None,
+        detail=f"store={config.store}",
     )
-    done.wait()
-    print("runlake query: shutting down", file=sys.stderr, flush=True)
-    server.stop()
-    print("runlake query: stopped", file=sys.stderr, flush=True)
