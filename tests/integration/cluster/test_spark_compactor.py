@@ -347,14 +347,8 @@ def test_spark_and_embedded_compactors_fold_to_identical_tables(
     from runlake.positions import parse_vector
     from runlake_services.tables.folded import latest_folded
 
-    s3 = minio.s3_settings
-    options = {
-        "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_REGION": s3.region,
-        "AWS_ALLOW_HTTP": "true",
-    }  # fmt: skip
     uri = config.table_uri("events").replace("s3a://", "s3://", 1)
-    last = latest_folded(DeltaTable(uri, storage_options=options).history(limit=50))
+    last = latest_folded(DeltaTable(uri, storage_options=_delta_options(minio)).history(limit=50))
     assert last is not None and parse_vector(last.token) == folded  # what delta-rs readers see
     assert abs(last.timestamp_ms - time.time() * 1000) < 3_600_000
 
@@ -603,20 +597,26 @@ def test_the_job_runs_on_a_standalone_spark_cluster(
             proc.wait(30)
 
 
+def _delta_options(minio: MinioService) -> dict[str, str]:
+    """delta-rs's options for the test MinIO, through the product's own env mapping."""
+    from runlake_services.tables.storage import open_table_store
+
+    s3 = minio.s3_settings
+    env = {
+        "RUNLAKE_S3_ENDPOINT_URL": s3.endpoint,
+        "RUNLAKE_S3_ACCESS_KEY": s3.access_key,
+        "RUNLAKE_S3_SECRET_KEY": s3.secret_key,
+    }
+    return open_table_store(f"s3://{s3.bucket}", env).storage_options
+
+
 def _delta_rows(minio: MinioService, config: CompactorConfig, name: str) -> list[dict[str, Any]]:
     """A table read with delta-rs (no Spark session needed here)."""
     from deltalake import DeltaTable
 
-    s3 = minio.s3_settings
-    options = {
-        "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_REGION": s3.region,
-        "AWS_ALLOW_HTTP": "true",
-    }  # fmt: skip
     uri = config.table_uri(name).replace("s3a://", "s3://", 1)
-    rows: list[dict[str, Any]] = (
-        DeltaTable(uri, storage_options=options).to_pyarrow_table().to_pylist()
-    )
+    table = DeltaTable(uri, storage_options=_delta_options(minio)).to_pyarrow_table()
+    rows: list[dict[str, Any]] = table.to_pylist()
     return rows
 
 
