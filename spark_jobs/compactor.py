@@ -12,11 +12,12 @@ in ``foreachBatch``, for every micro-batch:
    retry may land in a later micro-batch; docs/decisions/0012: the first by log order
    wins) — and runs the **same** pure ``runlake_services.fold.fold`` the embedded
    compactor runs;
-3. applies each table's rows with delta-spark by the rules of ``TABLES`` (APPEND = append;
-   COALESCE/UPSERT/LATEST = MERGE with the predicates of ``tables/delta_sink.py``), every
-   commit carrying the Delta app transaction ``(<job id>/<table>, <micro-batch id>)``
-   (spark_jobs/delta_tables.py). Tables commit concurrently; ``events`` commits last, as
-   in decision 0004, and carries the folded offsets (its commit's userMetadata). A
+3. applies each table's rows by the rules of ``TABLES`` (APPEND = append;
+   COALESCE/UPSERT/LATEST = MERGE with the predicates of ``tables/delta_sink.py``), with
+   delta-rs from the driver (the default) or delta-spark (spark_jobs/writers.py), every
+   commit carrying the Delta app transaction ``(<job id>/<table>, <micro-batch id>)``.
+   Tables commit concurrently; ``events`` commits last, as in decision 0004, and carries
+   the folded offsets (its commit's userMetadata). A
    micro-batch replayed after a crash (Spark re-runs it with the same id and offsets) is
    skipped by every table that already committed it, so nothing is doubled or lost;
 4. compacts small files every ``optimize_every`` micro-batches.
@@ -49,7 +50,7 @@ from runlake_services.fold import fold
 from runlake_services.tables.folded import progress_metadata
 from runlake_services.tables.schema import TABLES, FoldResult
 
-from spark_jobs.delta_tables import commit_table, ensure_tables, read_folded
+from spark_jobs.writers import TableWriter, WriterKind, open_writer, tuned
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -171,27 +172,16 @@ class RecentBatchIds:
                 break
             del self._ids[oldest]
 
-    def seed(self, spark: SparkSession, config: CompactorConfig) -> None:
+    def seed(self, writer: TableWriter) -> None:
         """The ids the ``events`` table holds from the last window (one filtered scan)."""
-        from pyspark.sql import functions as F
-
         horizon = int(time.time() * 1000) - self.window_ms
-        rows = (
-            spark.read.format("delta")
-            .load(config.table_uri("events"))
-            .where(F.col("timestamp") >= horizon)
-            .groupBy("batch_id")
-            .agg(F.max("timestamp").alias("at"))
-            .orderBy("at")
-            .collect()
-        )
-        for row in rows:
-            self._ids[str(row["batch_id"])] = int(row["at"])
+        for batch_id, at in writer.recent_batch_ids(horizon):
+            self._ids[batch_id] = at
 
 
 def read_progress(spark: SparkSession, config: CompactorConfig) -> Vector:
     """The Kafka offsets folded into the tables so far (inclusive; empty before any)."""
-    return read_folded(spark, config)
+    return open_writer(config.writer, spark, config).folded()
 
 
 @dataclass(frozen=True)
@@ -211,6 +201,10 @@ class CompactorConfig:
     #: how long a folded batch id is remembered to drop a later duplicate of it
     dedupe_window_s: float = 600.0
     job_id: str = "runlake-spark-compactor"
+    #: who commits the fold's rows: delta-rs from the driver, or delta-spark (writers.py)
+    writer: WriterKind = "delta-rs"
+    #: RUNLAKE_S3_* settings for delta-rs (None: this process's environment)
+    storage_env: Mapping[str, str] | None = field(default=None, repr=False)
     starting_offsets: str = "earliest"
     query_name: str | None = None
     kafka_options: Mapping[str, str] = field(default_factory=dict)
@@ -221,17 +215,6 @@ class CompactorConfig:
     def app_id(self, table: str) -> str:
         """The Delta app-transaction id of ``table``: stable across restarts of this job."""
         return f"{self.job_id}/{table}"
-
-
-#: Session confs for the MERGEs. A MERGE source here is rows from the driver's memory,
-#: deterministic, so Delta need not materialise (checkpoint) it first: one job less each.
-_MERGE_CONF = {"spark.databricks.delta.merge.materializeSource": "none"}
-
-
-def _tuned(session: SparkSession) -> SparkSession:
-    for key, value in _MERGE_CONF.items():
-        session.conf.set(key, value)
-    return session
 
 
 @dataclass
@@ -253,14 +236,14 @@ class SparkCompactor:
     """The streaming query and its ``foreachBatch``; see the module docstring."""
 
     def __init__(self, spark: SparkSession, config: CompactorConfig) -> None:
-        self._spark = _tuned(spark)
+        self._spark = tuned(spark)
         self.config = config
         self.last = BatchStats()
         self.batches = 0
         self._folded: Vector | None = None  # loaded lazily from the events table
         self._recent = RecentBatchIds(config.dedupe_window_s)
         self._dirty: set[str] = set()  # tables committed since the last OPTIMIZE
-        self._sessions: dict[str, SparkSession] = {}
+        self.writer = open_writer(config.writer, self._spark, config)
 
     @property
     def spark(self) -> SparkSession:
@@ -285,8 +268,8 @@ class SparkCompactor:
     def start(self) -> StreamingQuery:
         """Create the tables if needed and start the query (returns at once)."""
         c = self.config
-        ensure_tables(self._spark, c)
-        self._recent.seed(self._spark, c)
+        self.writer.ensure_tables()
+        self._recent.seed(self.writer)
         writer = (
             self.source()
             .writeStream.queryName(c.query_name or c.job_id)
@@ -301,7 +284,6 @@ class SparkCompactor:
 
     def process_batch(self, df: DataFrame, batch_id: int) -> None:
         """Fold one micro-batch and commit it; safe to run again with the same id."""
-        spark = df.sparkSession
         stats = BatchStats(batch_id=batch_id)
         t0 = time.perf_counter()
         rows = df.select("topic", "partition", "offset", "value").toArrow()
@@ -310,13 +292,13 @@ class SparkCompactor:
         t2 = time.perf_counter()
         stats.records, stats.duplicates = folded.records, folded.duplicates
         if folded.offsets:
-            self._commit_tables(spark, folded, batch_id, stats)
+            self._commit_tables(folded, batch_id, stats)
             self._recent.add(folded.batch_ids, int(time.time() * 1000))
         stats.collect_s, stats.fold_s = t1 - t0, t2 - t1
         stats.write_s = time.perf_counter() - t2
         every = self.config.optimize_every
         if every and batch_id % every == every - 1:
-            self._optimize(spark)
+            self._optimize()
         self.last = stats
         self.batches += 1
         log.info(
@@ -325,17 +307,12 @@ class SparkCompactor:
             stats.write_s, stats.table_s,
         )  # fmt: skip
 
-    def _session_for(self, name: str) -> SparkSession:
-        """One SQL session per table: the idempotent-MERGE confs are per session."""
-        session = self._sessions.get(name)
-        if session is None:
-            session = self._sessions[name] = _tuned(self._spark.newSession())
-        return session
+    def _commit(self, name: str, rows: pa.Table, batch_id: int, metadata: str | None) -> None:
+        """One table's commit (tests wrap it to fail between tables)."""
+        self.writer.commit(name, rows, batch_id, user_metadata=metadata)
 
-    def _commit_tables(
-        self, spark: SparkSession, folded: FoldedBatch, batch_id: int, stats: BatchStats
-    ) -> None:
-        """Every table but ``events`` at once (each in its own session), then ``events``.
+    def _commit_tables(self, folded: FoldedBatch, batch_id: int, stats: BatchStats) -> None:
+        """Every table but ``events`` at once, then ``events``.
 
         A commit is mostly waiting (Delta log reads and writes, job scheduling), so
         concurrent commits of different tables overlap well even on two cores. ``events``
@@ -350,8 +327,7 @@ class SparkCompactor:
 
         def commit(name: str, rows: pa.Table, metadata: str | None = None) -> None:
             t = time.perf_counter()
-            session = self._session_for(name) if self.config.commit_threads > 1 else spark
-            commit_table(session, self.config, name, rows, batch_id, user_metadata=metadata)
+            self._commit(name, rows, batch_id, metadata)
             stats.table_s[name] = round(time.perf_counter() - t, 3)
 
         if self.config.commit_threads > 1 and len(names) > 1:
@@ -364,7 +340,7 @@ class SparkCompactor:
             for name in names:
                 commit(name, tables[name])
         if self._folded is None:
-            self._folded = read_folded(spark, self.config)
+            self._folded = self.writer.folded()
         vector = dict(self._folded)
         for key, offset in folded.offsets.items():
             vector[key] = max(vector.get(key, -1), offset)
@@ -375,10 +351,7 @@ class SparkCompactor:
         stats.tables_committed.extend(names)
         self._dirty.update(names)
 
-    def _optimize(self, spark: SparkSession) -> None:
+    def _optimize(self) -> None:
         """Small-file compaction of the tables written since the last run (not a data change)."""
-        from delta.tables import DeltaTable
-
-        for name in sorted(self._dirty):
-            DeltaTable.forPath(spark, self.config.table_uri(name)).optimize().executeCompaction()
+        self.writer.optimize(sorted(self._dirty))
         self._dirty.clear()

@@ -54,6 +54,14 @@ def compactor(
         int,
         typer.Option("--optimize-every", min=0, help="OPTIMIZE every N micro-batches (0: never)."),
     ] = 100,
+    writer: Annotated[
+        str,
+        typer.Option(
+            "--writer",
+            help="Who commits the fold to Delta: delta-rs from the driver (fast commits), "
+            "or spark (delta-spark). Keep one for the life of a table set.",
+        ),
+    ] = "delta-rs",
     master: Annotated[
         str,
         typer.Option(
@@ -82,6 +90,10 @@ def compactor(
         s3_settings_from_env,
     )
 
+    from spark_jobs.writers import WRITERS
+
+    if writer not in WRITERS:
+        raise typer.BadParameter(f"must be one of {', '.join(WRITERS)}", param_hint="--writer")
     spark_conf: dict[str, str] = {}
     for item in conf or []:
         key, sep, value = item.partition("=")
@@ -98,6 +110,7 @@ def compactor(
         available_now=once,
         max_offsets_per_trigger=max_offsets or None,
         optimize_every=optimize_every,
+        writer=writer,
         master=master,
         driver_memory=driver_memory,
         spark_conf=spark_conf,

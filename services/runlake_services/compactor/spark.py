@@ -30,6 +30,8 @@ from runlake_services.cluster.services import S3Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from spark_jobs.writers import WriterKind
+
 __all__ = [
     "SparkCompactorSettings",
     "parse_trigger",
@@ -77,6 +79,7 @@ class SparkCompactorSettings:
     max_offsets_per_trigger: int | None = 20_000
     optimize_every: int = 100
     job_id: str = "runlake-spark-compactor"
+    writer: WriterKind = "delta-rs"
     master: str = "local[2]"
     driver_memory: str = "1g"
     #: more Spark settings (``--conf KEY=VALUE``): a remote master's image, executors …
@@ -86,6 +89,12 @@ class SparkCompactorSettings:
     def job_config(self) -> Any:
         """The job's own config object (spark_jobs is imported here, not at module load)."""
         from spark_jobs.compactor import CompactorConfig
+        from spark_jobs.writers import WRITERS
+
+        if self.writer not in WRITERS:
+            raise InvalidArgument(
+                f"{self.writer!r}: valid writers are {', '.join(WRITERS)}", field="writer"
+            )
 
         return CompactorConfig(
             bootstrap_servers=self.bootstrap_servers,
@@ -97,6 +106,7 @@ class SparkCompactorSettings:
             max_offsets_per_trigger=self.max_offsets_per_trigger,
             optimize_every=self.optimize_every,
             job_id=self.job_id,
+            writer=self.writer,
         )
 
 

@@ -39,6 +39,7 @@ from spark_jobs.compactor import (
     encode_position,
     read_progress,
 )
+from spark_jobs.writers import WriterKind
 from tests.conftest import Pipeline
 from tests.events import (
     created,
@@ -53,13 +54,16 @@ from tests.events import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]  # first run installs
 
 PARTITIONS = 3
 _SUFFIX = uuid.uuid4().hex[:8]
-_NAMES = ("conformance", "crash", "replay", "kill", "standalone")
+_NAMES = (
+    "conformance-delta-rs", "conformance-spark", "crash", "replay-delta-rs", "replay-spark",
+    "kill", "standalone",
+)  # fmt: skip
 _POSITION_TABLES = ("events", "metrics", "artifacts")
 
 
@@ -232,12 +236,18 @@ def _config(
     kafka: KafkaService, minio: MinioService, name: str, root: str, **kw: Any
 ) -> CompactorConfig:
     s3 = minio.s3_settings
+    env = {
+        "RUNLAKE_S3_ENDPOINT_URL": s3.endpoint,
+        "RUNLAKE_S3_ACCESS_KEY": s3.access_key,
+        "RUNLAKE_S3_SECRET_KEY": s3.secret_key,
+    }
     return CompactorConfig(
         bootstrap_servers=kafka.bootstrap_servers,
         tables_uri=s3.s3a_uri(root, "tables"),
         checkpoint_uri=s3.s3a_uri(root, "checkpoint"),
         topics=_topics(name),
         available_now=True,
+        storage_env=env,
         **kw,
     )
 
@@ -302,13 +312,16 @@ def recorded(
 # -- the tests ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("writer", ["delta-rs", "spark"])
 def test_spark_and_embedded_compactors_fold_to_identical_tables(
     spark: SparkSession,
     kafka: KafkaService,
     minio: MinioService,
     topics: None,
     recorded: tuple[Pipeline, list[tuple[int, bytes]]],
+    writer: WriterKind,
 ) -> None:
+    """Either writer of the Spark job gives the embedded compactor's tables."""
     p, records = recorded
     # Two batches logged twice, the copies at the end of the log, many micro-batches after
     # the originals (an ambiguous producer timeout, then the SDK's retry): folded once.
@@ -316,11 +329,12 @@ def test_spark_and_embedded_compactors_fold_to_identical_tables(
         r for r in records if E.LoggedBatch.FromString(r[1]).events[0].HasField("metrics_logged")
     ]
     copies = [(-position, payload) for position, payload in metric_batches[:2]]
-    produced = _produce(kafka.bootstrap_servers, records + copies, _topics("conformance"))
+    name = f"conformance-{writer}"
+    produced = _produce(kafka.bootstrap_servers, records + copies, _topics(name))
     # small micro-batches: merges across batches are exercised, not just one fold
     config = _config(
-        kafka, minio, "conformance", f"tests/spark-compactor-{uuid.uuid4().hex}",
-        max_offsets_per_trigger=25, optimize_every=3,
+        kafka, minio, name, f"tests/spark-compactor-{uuid.uuid4().hex}",
+        max_offsets_per_trigger=25, optimize_every=3, writer=writer,
     )  # fmt: skip
     compactor = _run_to_end(spark, config)
     assert compactor.batches > 2
@@ -358,26 +372,10 @@ class _CrashAfter(SparkCompactor):
 
     crash_batch = 2
 
-    def process_batch(self, df: DataFrame, batch_id: int) -> None:
-        if batch_id != self.crash_batch:
-            super().process_batch(df, batch_id)
-            return
-        from spark_jobs import compactor as job
-
-        original = job.commit_table
-
-        def commit_then_die(
-            spark: Any, config: Any, name: str, rows: Any, bid: int, **kw: Any
-        ) -> None:
-            if name == "events":
-                raise RuntimeError("simulated crash before the events commit")
-            original(spark, config, name, rows, bid, **kw)
-
-        job.commit_table = commit_then_die  # type: ignore[assignment]
-        try:
-            super().process_batch(df, batch_id)
-        finally:
-            job.commit_table = original
+    def _commit(self, name: str, rows: Any, batch_id: int, metadata: str | None) -> None:
+        if batch_id == self.crash_batch and name == "events":
+            raise RuntimeError("simulated crash before the events commit")
+        super()._commit(name, rows, batch_id, metadata)
 
 
 def test_a_crash_mid_batch_then_restart_loses_and_doubles_nothing(
@@ -413,22 +411,31 @@ def test_a_crash_mid_batch_then_restart_loses_and_doubles_nothing(
         assert _canon(got) == _canon(expected), f"{name}: lost or doubled rows after restart"
 
 
+@pytest.mark.parametrize("writer", ["delta-rs", "spark"])
 def test_a_replayed_micro_batch_commits_nothing(
     spark: SparkSession,
     kafka: KafkaService,
     minio: MinioService,
     topics: None,
     recorded: tuple[Pipeline, list[tuple[int, bytes]]],
+    writer: WriterKind,
 ) -> None:
-    """Delta's app transaction skips every table's second commit, MERGE included."""
+    """Delta's app transaction skips every table's second commit, MERGE included.
+
+    The replays run in compactors that remember no batch ids (``dedupe_window_s=0``), so
+    they fold the same rows again and only the app transactions stand in the way, as after
+    a crash before the events commit.
+    """
+    from dataclasses import replace
+
     from delta.tables import DeltaTable
 
-    from spark_jobs.compactor import ensure_tables
-
     _, records = recorded
-    events_topic, registry_topic = _topics("replay")
+    events_topic, registry_topic = _topics(f"replay-{writer}")
     _produce(kafka.bootstrap_servers, records, (events_topic, registry_topic))
-    config = _config(kafka, minio, "replay", f"tests/spark-replay-{uuid.uuid4().hex}")
+    config = _config(
+        kafka, minio, f"replay-{writer}", f"tests/spark-replay-{uuid.uuid4().hex}", writer=writer
+    )
     batch = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
@@ -436,8 +443,8 @@ def test_a_replayed_micro_batch_commits_nothing(
         .option("startingOffsets", "earliest")
         .load()
     )
-    ensure_tables(spark, config)
     compactor = SparkCompactor(spark, config)
+    compactor.writer.ensure_tables()
     compactor.process_batch(batch, 7)
     merged = {"runs", "tags", "latest_metrics", "model_versions", "model_aliases"}
     assert merged <= set(compactor.last.tables_committed)
@@ -451,9 +458,12 @@ def test_a_replayed_micro_batch_commits_nothing(
         }
 
     before = versions()
-    compactor.process_batch(batch, 7)
+    forgetful = SparkCompactor(spark, replace(config, dedupe_window_s=0))
+    forgetful.process_batch(batch, 7)
+    assert forgetful.last.records == compactor.last.records  # folded again in full
     assert versions() == before
-    compactor.process_batch(batch, 5)  # an older batch id: skipped as well
+    SparkCompactor(spark, replace(config, dedupe_window_s=0)).process_batch(batch, 5)
+    # an older batch id: skipped as well
     assert versions() == before
 
 
