@@ -1,0 +1,231 @@
+"""One trial, as it runs on a Spark executor: the objective inside its own child run.
+
+The driver has already created the trial's run (a child of the sweep's run) and logged its
+params; :func:`run_trial` makes that run the active one in the executor's Python worker,
+so everything the objective logs through the SDK (``runlake.log_metric``, artifacts,
+models) lands on it, calls the objective, and ends the run:
+
+- a returned number (or the last value given to :meth:`Trial.report`) completes the trial:
+  FINISHED, tag ``runlake.sweep.state=complete`` and ``runlake.sweep.value``;
+- raising :class:`TrialPruned` ends it KILLED with ``runlake.sweep.state=pruned``;
+- any other exception ends it FAILED with ``runlake.sweep.state=failed``, the traceback's
+  last 8,000 characters in the tag ``runlake.sweep.error`` and in full as the artifact
+  ``traceback.txt``. The exception does not leave the worker: the sweep goes on.
+
+A trial the driver stops early never returns here: the driver cancels its Spark job
+(the worker process is killed) and marks the run itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from runlake.errors import InvalidArgument, RunlakeError
+
+__all__ = [
+    "STATE_TAG",
+    "Trial",
+    "TrialOutcome",
+    "TrialPruned",
+    "TrialSpec",
+    "current_trial",
+    "run_trial",
+]
+
+STATE_TAG = "runlake.sweep.state"
+VALUE_TAG = "runlake.sweep.value"
+ERROR_TAG = "runlake.sweep.error"
+_TAG_LIMIT = 8000
+
+State = Literal["complete", "pruned", "failed"]
+
+
+class TrialPruned(Exception):  # noqa: N818 - Optuna's name, which users know
+    """Raise inside an objective to stop the trial as pruned (it is not a failure)."""
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What the driver sends to an executor for one trial."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    run_name: str
+    sweep_run_id: str
+    number: int
+    params: dict[str, Any]
+    metric: str
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What the executor sends back (the run already records the same)."""
+
+    state: State
+    value: float | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class Trial:
+    """The handle an objective gets: its params, its run, and ``report`` for intermediate values.
+
+    >>> def objective(params, trial):
+    ...     for epoch in range(10):
+    ...         trial.report(train_one_epoch(params), step=epoch)  # doctest: +SKIP
+    ...     return evaluate()  # doctest: +SKIP
+    """
+
+    number: int
+    run_id: str
+    params: dict[str, Any]
+    metric: str
+    sweep_run_id: str
+    _last: tuple[int, float] | None = field(default=None, repr=False)
+
+    def report(self, value: float, step: int) -> None:
+        """Log ``value`` of the sweep's metric at ``step``: the driver's early stopping reads it.
+
+        The same as ``runlake.log_metric(metric, value, step=step)``; logging the metric that
+        way works too.
+        """
+        from runlake import fluent
+
+        fluent.log_metric(self.metric, value, step=step)
+        self._last = (step, float(value))
+
+    @property
+    def last_reported(self) -> tuple[int, float] | None:
+        """(step, value) of the last :meth:`report`, or None."""
+        return self._last
+
+
+_current: contextvars.ContextVar[Trial | None] = contextvars.ContextVar(
+    "runlake_sweep_trial", default=None
+)
+
+
+def current_trial() -> Trial:
+    """The trial this code runs in (inside an objective); RunlakeError outside one."""
+    trial = _current.get()
+    if trial is None:
+        raise RunlakeError("not inside a sweep trial")
+    return trial
+
+
+def _takes_trial(objective: Callable[..., Any]) -> bool:
+    """objective(params) or objective(params, trial)?"""
+    try:
+        sig = inspect.signature(objective)
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    return len(positional) >= 2 or varargs
+
+
+def _value(returned: Any, trial: Trial, client: Any) -> float:
+    """The trial's value: what the objective returned, else its last report, else the run's."""
+    if returned is None:
+        if trial.last_reported is not None:
+            return trial.last_reported[1]
+        latest = client.get_run(trial.run_id).data.metrics.get(trial.metric)
+        if latest is None:
+            raise InvalidArgument(
+                f"the objective returned None and logged no {trial.metric!r}",
+                field="objective",
+            )
+        return float(latest)
+    if isinstance(returned, bool) or not isinstance(returned, int | float) and not hasattr(
+        returned, "__float__"
+    ):
+        raise InvalidArgument(
+            f"the objective must return a number, got {type(returned).__name__}",
+            field="objective",
+        )
+    value = float(returned)
+    if math.isnan(value):
+        raise InvalidArgument("the objective returned NaN", field="objective")
+    return value
+
+
+def run_trial(objective: Callable[..., Any], spec: TrialSpec) -> TrialOutcome:
+    """Run one trial in this (worker) process; never raises for the objective's errors."""
+    from runlake import fluent
+    from runlake._session import session
+    from runlake.entities import Run, RunData, RunInfo, RunStatus
+
+    session.tracking_uri = spec.tracking_uri
+    client = session.client()
+    # The driver created the run and flushed it: attach it without a read (a read would
+    # wait for the compactor), the way start_run(run_id=...) would after its lookup.
+    info = RunInfo(
+        run_id=spec.run_id, run_name=spec.run_name, experiment_id=spec.experiment_id,
+        user_id="", status=RunStatus.RUNNING, start_time=0, end_time=None,
+        lifecycle_stage="active", artifact_uri="",
+    )  # fmt: skip
+    with session.lock:
+        session.runs.append((Run(info, RunData()), os.getpid()))
+    trial = Trial(spec.number, spec.run_id, dict(spec.params), spec.metric, spec.sweep_run_id)
+    token = _current.set(trial)
+    started = time.monotonic()
+    try:
+        try:
+            if _takes_trial(objective):
+                returned = objective(dict(spec.params), trial)
+            else:
+                returned = objective(dict(spec.params))
+            fluent.flush()
+            value = _value(returned, trial, client)
+            if trial.last_reported is None or trial.last_reported[1] != value:
+                step = trial.last_reported[0] if trial.last_reported is not None else 0
+                client.log_metric(spec.run_id, spec.metric, value, step=step)
+        except TrialPruned:
+            outcome = TrialOutcome("pruned", duration_s=time.monotonic() - started)
+            client.set_tag(spec.run_id, STATE_TAG, "pruned")
+            fluent._end(spec.run_id, RunStatus.KILLED)
+            return outcome
+        except Exception:
+            text = traceback.format_exc()
+            outcome = TrialOutcome("failed", error=text, duration_s=time.monotonic() - started)
+            _record_failure(client, spec.run_id, text)
+            return outcome
+        duration = time.monotonic() - started
+        client.log_batch(spec.run_id, tags={STATE_TAG: "complete", VALUE_TAG: repr(value)})
+        fluent._end(spec.run_id, RunStatus.FINISHED)
+        return TrialOutcome("complete", value=value, duration_s=duration)
+    finally:
+        _current.reset(token)
+        with session.lock:  # a run the objective left open must not leak into the next trial
+            session.runs[:] = [r for r in session.runs if r[0].info.run_id != spec.run_id]
+
+
+def _record_failure(client: Any, run_id: str, text: str) -> None:
+    """FAILED with the traceback; what the sender rejected for the run is dropped, not fatal."""
+    from runlake import fluent
+    from runlake.entities import RunStatus
+
+    try:
+        fluent.flush()
+    except RunlakeError:
+        pass  # the objective logged something invalid; that may be why it failed
+    client.log_batch(run_id, tags={STATE_TAG: "failed", ERROR_TAG: text[-_TAG_LIMIT:]})
+    try:
+        client.log_text(run_id, text, "traceback.txt")
+    except RunlakeError:
+        pass  # the tag holds the end of it
+    fluent._end(run_id, RunStatus.FAILED)
