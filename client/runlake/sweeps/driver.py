@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from runlake import _context
 from runlake import _validate as chk
 from runlake.client import RunlakeClient
 from runlake.entities import RunStatus
@@ -224,7 +225,11 @@ class _Sweep:
         run = self.client.create_run(
             str(experiment_id) if experiment_id is not None else fluent._experiment_id(),
             run_name=run_name or f"sweep-{uuid.uuid4().hex[:6]}",
-            tags={ROLE_TAG: "sweep", "runlake.sweep.max_trials": self.config["max_trials"]},
+            tags={
+                **_context.run_context_tags(),
+                ROLE_TAG: "sweep",
+                "runlake.sweep.max_trials": self.config["max_trials"],
+            },
             parent_run_id=parent.info.run_id if parent is not None else None,
         )
         self.sweep_run_id = run.info.run_id
