@@ -58,6 +58,14 @@ def _add_late_groups() -> None:
 
     app.command("compactor")(clean_errors(compactor))
 
+    from runlake.cli.sweep_cmd import sweep
+
+    app.command("sweep")(clean_errors(sweep))
+
+    from runlake.cli.score_cmd import score
+
+    app.command("score")(clean_errors(score))
+
 
 _VIEWS = {
     View.active: ViewType.ACTIVE_ONLY,

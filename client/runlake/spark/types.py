@@ -136,11 +136,13 @@ def _column(values: Any, t: T.DataType) -> pd.Series:
     s = s.reset_index(drop=True)
     dtype = _NUMPY.get(t.simpleString())
     if dtype is not None and s.dtype != dtype:
-        s = s.astype(dtype)
-    elif isinstance(t, T.StringType) and s.dtype.kind != "O" and not isinstance(
-        s.dtype, pd.StringDtype
+        s = s.astype(np.dtype(dtype))
+    elif (
+        isinstance(t, T.StringType)
+        and s.dtype.kind != "O"
+        and not isinstance(s.dtype, pd.StringDtype)
     ):
-        s = s.astype(str)
+        s = s.map(str)
     return s
 
 
@@ -152,6 +154,7 @@ def shape_output(pred: Any, t: T.DataType) -> pd.Series | pd.DataFrame:
         names = [f.name for f in t.fields]
         if isinstance(pred, dict):
             pred = pd.DataFrame(pred)
+        cols: list[Any]
         if isinstance(pred, pd.DataFrame):
             if all(n in pred.columns for n in names):
                 cols = [pred[n] for n in names]
@@ -159,8 +162,7 @@ def shape_output(pred: Any, t: T.DataType) -> pd.Series | pd.DataFrame:
                 cols = [pred.iloc[:, i] for i in range(len(names))]
             else:
                 raise InvalidArgument(
-                    f"the model returned columns {list(pred.columns)}, the result type has "
-                    f"{names}",
+                    f"the model returned columns {list(pred.columns)}, the result type has {names}",
                     field="result_type",
                 )
         else:

@@ -130,7 +130,7 @@ class ModelUdf:
 def _pandas_udf(
     shipped: Any, names: list[str], result_type: T.DataType, params: dict[str, Any] | None
 ) -> Any:
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.pandas.functions import pandas_udf
 
     from runlake.spark.worker import predict_batches
 

@@ -44,6 +44,7 @@ from runlake.sweeps.resume import (
     SWEEP_TAG,
     check_config,
     load_trials,
+    remaining_grid,
 )
 from runlake.sweeps.space import Domain, grid_points, space_to_dict, to_optuna, validate_space
 from runlake.sweeps.trial import ERROR_TAG, STATE_TAG, TrialOutcome, TrialSpec
@@ -74,9 +75,7 @@ def _require_optuna() -> None:
     try:
         import optuna  # noqa: F401
     except ImportError:
-        raise RunlakeError(
-            "runlake.sweep needs optuna: pip install 'runlake[sweeps]'"
-        ) from None
+        raise RunlakeError("runlake.sweep needs optuna: pip install 'runlake[sweeps]'") from None
 
 
 def _check(
@@ -254,7 +253,8 @@ class _Sweep:
         self.sweep_run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
         self.client.update_run(self.sweep_run_id, status=RunStatus.RUNNING)
-        self.client.set_tag(self.sweep_run_id, "runlake.sweep.max_trials", self.config["max_trials"])
+        max_trials = self.config["max_trials"]
+        self.client.set_tag(self.sweep_run_id, "runlake.sweep.max_trials", max_trials)
         records, _ = load_trials(
             self.client, run, self.space, self.metric, with_history=self.pruner is not None
         )
@@ -275,13 +275,8 @@ class _Sweep:
             )
         self.records = records
         if self.grid is not None:
-            done = {self._key(r.params) for r in records}
-            self.grid = [p for p in self.grid if self._key(p) not in done]
+            self.grid = remaining_grid(self.grid, records)
         self.next_number = max((r.number for r in records), default=-1) + 1
-
-    @staticmethod
-    def _key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((k, str(v)) for k, v in params.items()))
 
     # -- the loop --
 

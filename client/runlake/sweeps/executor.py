@@ -32,7 +32,7 @@ _OBJECTIVES: dict[str, Callable[..., Any]] = {}
 _LOCK = threading.Lock()
 
 
-class TrialCancelled(Exception):  # noqa: N818
+class TrialCancelled(Exception):
     """The trial's Spark job was cancelled (early stopping or the sweep stopping)."""
 
 
@@ -40,7 +40,7 @@ def _objective(key: str, bc: Broadcast[bytes]) -> Callable[..., Any]:
     with _LOCK:
         fn = _OBJECTIVES.get(key)
         if fn is None:
-            import cloudpickle
+            import cloudpickle  # type: ignore[import-untyped]
 
             _OBJECTIVES.clear()
             fn = _OBJECTIVES[key] = cloudpickle.loads(bc.value)
@@ -52,8 +52,11 @@ def _execute(key: str, bc: Broadcast[bytes], spec: TrialSpec) -> TrialOutcome:
     return run_trial(_objective(key, bc), spec)
 
 
-def default_spark(parallelism: int) -> SparkSession:
-    """The active SparkSession, else a local one with ``parallelism`` cores on loopback."""
+def default_spark(parallelism: int, master: str | None = None) -> SparkSession:
+    """The active SparkSession, else a new one: ``master`` or local with ``parallelism`` cores.
+
+    A local session binds loopback only and runs its Python workers on this interpreter.
+    """
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -65,7 +68,7 @@ def default_spark(parallelism: int) -> SparkSession:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers in this environment
     return (
-        SparkSession.builder.master(f"local[{parallelism}]")
+        SparkSession.builder.master(master or f"local[{parallelism}]")
         .appName("runlake-sweep")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
@@ -82,7 +85,7 @@ class SparkTrialRunner:
     """Submits trials as Spark jobs and cancels them by job group."""
 
     def __init__(self, spark: SparkSession, objective: Callable[..., Any], parallelism: int):
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
 
         self._sc = spark.sparkContext
         self._bc = self._sc.broadcast(cloudpickle.dumps(objective))

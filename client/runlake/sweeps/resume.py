@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from runlake.client import RunlakeClient
 from runlake.entities import Run, RunStatus, ViewType
@@ -33,6 +33,9 @@ __all__ = [
     "SWEEP_TAG",
     "check_config",
     "load_trials",
+    "params_key",
+    "remaining_grid",
+    "trial_from_run",
 ]
 
 CONFIG_ARTIFACT = "sweep/config.json"
@@ -88,6 +91,56 @@ def _children(client: RunlakeClient, run: Run) -> list[Run]:
             return out
 
 
+def trial_from_run(
+    run: Run, space: Mapping[str, Domain], metric: str
+) -> TrialRecord | Literal["abandoned"] | None:
+    """The finished trial a child run records; "abandoned" if it never ended; None: not a trial.
+
+    A trial counts once it carries its end state; one that ended without it (its driver died
+    between the two writes) or still RUNNING is abandoned and its point sampled again.
+    """
+    tags = run.data.tags
+    try:
+        number = int(tags[NUMBER_TAG])
+    except (KeyError, ValueError):
+        return None  # a run the user nested under the sweep, not a trial
+    state: Any = tags.get(STATE_TAG)
+    if state == "abandoned":
+        return None  # found by an earlier resume; its point was sampled again
+    if state not in ("complete", "pruned", "failed"):
+        return "abandoned"
+    if any(name not in run.data.params for name in space):
+        return "abandoned"  # params of another space: never told to this study
+    params = {
+        name: parse_param(d, run.data.params[name], f"params.{name}") for name, d in space.items()
+    }
+    value = None
+    if state == "complete":
+        text = tags.get(VALUE_TAG)
+        value = float(text) if text is not None else run.data.metrics.get(metric)
+        if value is None:
+            return "abandoned"
+    end, start = run.info.end_time, run.info.start_time
+    return TrialRecord(
+        number=number, run_id=run.info.run_id, params=params, state=state, value=value,
+        duration_s=(end - start) / 1000.0 if end else None, error=tags.get(ERROR_TAG),
+        resumed=True,
+    )  # fmt: skip
+
+
+def remaining_grid(
+    grid: Sequence[Mapping[str, Any]], done: Sequence[TrialRecord]
+) -> list[dict[str, Any]]:
+    """The grid points no finished trial has run, in the grid's order."""
+    seen = {params_key(r.params) for r in done}
+    return [dict(p) for p in grid if params_key(p) not in seen]
+
+
+def params_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Params compared as runlake stores them (text), so 1 and 1.0 of one domain match."""
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
 def load_trials(
     client: RunlakeClient,
     sweep: Run,
@@ -100,37 +153,11 @@ def load_trials(
     records: list[TrialRecord] = []
     abandoned: list[str] = []
     for run in _children(client, sweep):
-        tags = run.data.tags
-        try:
-            number = int(tags[NUMBER_TAG])
-        except (KeyError, ValueError):
-            continue  # a run the user nested under the sweep, not a trial
-        state = tags.get(STATE_TAG)
-        if state == "abandoned":
-            continue  # found by an earlier resume; its point was sampled again
-        if state not in ("complete", "pruned", "failed"):
+        found = trial_from_run(run, space, metric)
+        if found == "abandoned":
             abandoned.append(run.info.run_id)
-            continue
-        params = {
-            name: parse_param(d, run.data.params[name], f"params.{name}")
-            for name, d in space.items()
-            if name in run.data.params
-        }
-        if len(params) != len(space):
-            abandoned.append(run.info.run_id)  # from a different space; never told
-            continue
-        value = float(tags[VALUE_TAG]) if state == "complete" and VALUE_TAG in tags else None
-        if state == "complete" and value is None:
-            value = run.data.metrics.get(metric)
-        duration = (
-            (run.info.end_time - run.info.start_time) / 1000.0 if run.info.end_time else None
-        )
-        records.append(
-            TrialRecord(
-                number=number, run_id=run.info.run_id, params=params, state=state,
-                value=value, duration_s=duration, error=tags.get(ERROR_TAG), resumed=True,
-            )
-        )  # fmt: skip
+        elif found is not None:
+            records.append(found)
     if with_history:
         for r in records:
             if r.state != "failed":

@@ -267,7 +267,11 @@ def parse_param(domain: Domain, text: str, field: str) -> Any:
 
 # -- files and JSON --
 
-_KINDS = {"uniform": Uniform, "loguniform": LogUniform, "randint": RandInt}
+_KINDS: dict[str, type[Uniform] | type[LogUniform] | type[RandInt]] = {
+    "uniform": Uniform,
+    "loguniform": LogUniform,
+    "randint": RandInt,
+}
 
 
 def space_to_dict(space: Mapping[str, Domain]) -> dict[str, dict[str, Any]]:
@@ -333,4 +337,3 @@ def load_space_file(path: str | Path) -> dict[str, Domain]:
     except Exception as exc:  # yaml.YAMLError is not a ValueError
         raise InvalidArgument(f"{p} is not valid: {exc}", field="space_file") from None
     return space_from_dict(raw, "space_file")
-

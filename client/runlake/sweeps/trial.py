@@ -18,6 +18,7 @@ A trial the driver stops early never returns here: the driver cancels its Spark 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import math
@@ -48,7 +49,7 @@ _TAG_LIMIT = 8000
 State = Literal["complete", "pruned", "failed"]
 
 
-class TrialPruned(Exception):  # noqa: N818 - Optuna's name, which users know
+class TrialPruned(Exception):
     """Raise inside an objective to stop the trial as pruned (it is not a failure)."""
 
 
@@ -130,9 +131,7 @@ def _takes_trial(objective: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     positional = [
-        p
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     varargs = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
     return len(positional) >= 2 or varargs
@@ -150,9 +149,7 @@ def _value(returned: Any, trial: Trial, client: Any) -> float:
                 field="objective",
             )
         return float(latest)
-    if isinstance(returned, bool) or not isinstance(returned, int | float) and not hasattr(
-        returned, "__float__"
-    ):
+    if isinstance(returned, bool | str) or not hasattr(returned, "__float__"):
         raise InvalidArgument(
             f"the objective must return a number, got {type(returned).__name__}",
             field="objective",
@@ -219,13 +216,9 @@ def _record_failure(client: Any, run_id: str, text: str) -> None:
     from runlake import fluent
     from runlake.entities import RunStatus
 
-    try:
+    with contextlib.suppress(RunlakeError):  # it may have logged something invalid: why it failed
         fluent.flush()
-    except RunlakeError:
-        pass  # the objective logged something invalid; that may be why it failed
     client.log_batch(run_id, tags={STATE_TAG: "failed", ERROR_TAG: text[-_TAG_LIMIT:]})
-    try:
+    with contextlib.suppress(RunlakeError):  # the tag holds the end of it
         client.log_text(run_id, text, "traceback.txt")
-    except RunlakeError:
-        pass  # the tag holds the end of it
     fluent._end(run_id, RunStatus.FAILED)
