@@ -46,11 +46,9 @@ class _TaskProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         tracker = self._sc.statusTracker()
-        with Progress(
-            "[bold]score[/bold] tasks", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
-        ) as bar:  # fmt: skip
-            task = bar.add_task("", total=None)
+        bar: Progress | None = None
+        task = None
+        try:
             while not self._stop.wait(0.5):
                 done = total = 0
                 for stage_id in tracker.getActiveStageIds():
@@ -58,8 +56,20 @@ class _TaskProgress:
                     if info is not None:
                         done += info.numCompletedTasks
                         total += info.numTasks
-                if total:
-                    bar.update(task, completed=done, total=total)
+                if not total:
+                    continue
+                if bar is None:  # shown once a job runs: an early error prints alone
+                    bar = Progress(
+                        "[bold]score[/bold] tasks", BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                    )  # fmt: skip
+                    bar.start()
+                    task = bar.add_task("", total=total)
+                assert task is not None
+                bar.update(task, completed=done, total=total)
+        finally:
+            if bar is not None:
+                bar.stop()
 
 
 def score(
@@ -97,8 +107,9 @@ def score(
     from runlake_services.compactor.spark import s3_settings_from_env
 
     import runlake
-    from runlake.spark import score_table
+    from runlake.spark.score import check_job, score_table
 
+    check_job(input, output, input_format, output_format, mode)
     root = ctx.find_root()
     if isinstance(root.obj, str):
         runlake.set_tracking_uri(root.obj)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from runlake.errors import InvalidArgument, RunlakeError
+from runlake.models.schema import ColSpec, DataType
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from runlake.spark.udf import ModelUdf
 
-__all__ = ["ScoringJob", "score", "score_table"]
+__all__ = ["ScoringJob", "check_job", "score", "score_table"]
 
 Format = Literal["auto", "delta", "parquet"]
 WriteMode = Literal["error", "overwrite", "append"]
@@ -49,7 +50,32 @@ def _check_inputs(df: DataFrame, model: ModelUdf) -> list[str]:
             f"the model needs columns {missing} that the input lacks (it has {columns})",
             field=missing[0],
         )
+    types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    if sig is not None and sig.inputs is not None:
+        for spec in sig.inputs:
+            if spec.name in types and isinstance(spec, ColSpec) and isinstance(spec.type, DataType):
+                have = types[spec.name]
+                if _KIND.get(have.split("(")[0], have) != _KIND[spec.type.value]:
+                    raise InvalidArgument(
+                        f"is {have}; the model's signature wants {spec.type.value}",
+                        field=spec.name,
+                    )
     return [n for n in names if n in columns]
+
+
+#: What a Spark column may hold for each signature type (values converted on the workers).
+_NUMERIC = ("tinyint", "smallint", "int", "bigint", "float", "double", "decimal")
+_KIND = {
+    **dict.fromkeys(_NUMERIC, "number"),
+    **dict.fromkeys(("integer", "long"), "number"),
+    "boolean": "boolean",
+    "string": "string",
+    "binary": "binary",
+    "datetime": "time",
+    "timestamp": "time",
+    "timestamp_ntz": "time",
+    "date": "time",
+}
 
 
 def _with_prediction(df: DataFrame, model: ModelUdf, output_col: str) -> DataFrame:
@@ -142,6 +168,22 @@ def _read(
         ) from None
 
 
+def check_job(input: str, output: str, input_format: str, output_format: str, mode: str) -> None:
+    """The options of a scoring job, checked before any Spark work (errors name the option)."""
+    if input_format not in ("auto", "delta", "parquet"):
+        raise InvalidArgument(f"{input_format!r} is not auto, delta or parquet",
+                              field="input_format")  # fmt: skip
+    if output_format not in ("delta", "parquet"):
+        raise InvalidArgument(f"{output_format!r} is not delta or parquet", field="output_format")
+    if mode not in ("error", "overwrite", "append"):
+        raise InvalidArgument(f"{mode!r} is not error, overwrite or append", field="mode")
+    if not input or not output:
+        raise InvalidArgument("needs an input and an output path", field="input" if not input
+                              else "output")  # fmt: skip
+    if input.rstrip("/") == output.rstrip("/"):
+        raise InvalidArgument("must differ from the input", field="output")
+
+
 def score_table(
     spark: SparkSession,
     model_uri: str,
@@ -167,19 +209,7 @@ def score_table(
     from runlake.client import RunlakeClient
     from runlake.spark.udf import udf
 
-    if input_format not in ("auto", "delta", "parquet"):
-        raise InvalidArgument(f"{input_format!r} is not auto, delta or parquet",
-                              field="input_format")  # fmt: skip
-    if output_format not in ("delta", "parquet"):
-        raise InvalidArgument(f"{output_format!r} is not delta or parquet", field="output_format")
-    if mode not in ("error", "overwrite", "append"):
-        raise InvalidArgument(f"{mode!r} is not error, overwrite or append", field="mode")
-    if not input or not output:
-        raise InvalidArgument("needs an input and an output path", field="input" if not input
-                              else "output")  # fmt: skip
-    if input.rstrip("/") == output.rstrip("/"):
-        raise InvalidArgument("must differ from the input", field="output")
-
+    check_job(input, output, input_format, output_format, mode)
     if mode == "error" and _exists(spark, output):
         raise InvalidArgument(
             f"{output} already exists; pass mode 'overwrite' or 'append'", field="output"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,9 @@ def _pandas_udf(
     def predict(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.Series]:
         return predict_batches(shipped, names, result_type, batches, params)  # type: ignore[return-value]
 
-    return pandas_udf(predict, returnType=result_type)  # type: ignore[call-overload]
+    with warnings.catch_warnings():  # runlake pins pandas 3, which PySpark 4.2 warns about
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+        return pandas_udf(predict, returnType=result_type)  # type: ignore[call-overload]
 
 
 def udf(

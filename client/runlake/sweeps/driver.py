@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -47,7 +48,7 @@ from runlake.sweeps.resume import (
     remaining_grid,
 )
 from runlake.sweeps.space import Domain, grid_points, space_to_dict, to_optuna, validate_space
-from runlake.sweeps.trial import ERROR_TAG, STATE_TAG, TrialOutcome, TrialSpec
+from runlake.sweeps.trial import ERROR_TAG, STATE_TAG, VALUE_TAG, TrialOutcome, TrialSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["ALGOS", "sweep"]
 
 ALGOS = ("tpe", "random", "grid")
+#: The gateway's rule for keys (checked here too: a sweep must fail before it starts).
+_METRIC = re.compile(r"^[/\w.\- :]+$")
 Mode = Literal["min", "max"]
 Algo = Literal["tpe", "random", "grid"]
 
@@ -85,6 +88,10 @@ def _check(
     if not callable(objective):
         raise InvalidArgument(f"must be callable, got {objective!r}", field="objective")
     chk.key(metric, "metric")
+    if not _METRIC.match(metric) or len(metric) > 250:
+        raise InvalidArgument(
+            f"{metric!r} is not a metric name (1-250 letters, digits, '_-. /:')", field="metric"
+        )
     if mode not in ("min", "max"):
         raise InvalidArgument(f"{mode!r} is not 'min' or 'max'", field="mode")
     if algo not in ALGOS:
@@ -274,6 +281,9 @@ class _Sweep:
                 )
             )
         self.records = records
+        seed = self.config["seed"]
+        if seed is not None and records:  # the same seed again would redraw the same points
+            self.study.sampler = _sampler(self.config["algo"], seed + len(records))
         if self.grid is not None:
             self.grid = remaining_grid(self.grid, records)
         self.next_number = max((r.number for r in records), default=-1) + 1
@@ -376,19 +386,13 @@ class _Sweep:
         except TrialCancelled:
             record.state = "pruned"
             last = max(record.intermediate, default=None)
-            self.client.log_batch(
-                record.run_id,
-                tags={STATE_TAG: "pruned", "runlake.sweep.pruned_at_step": last},
-            )
-            self.client.set_terminated(record.run_id, RunStatus.KILLED)
+            at = {} if last is None else {"runlake.sweep.pruned_at_step": last}
+            self._end(record, RunStatus.KILLED, at)
             self.study.tell(live.trial, state=state.PRUNED)
             return
         except Exception as exc:  # the task itself failed: the worker died, Spark refused it
             record.state, record.error = "failed", f"{type(exc).__name__}: {exc}"
-            self.client.log_batch(
-                record.run_id, tags={STATE_TAG: "failed", ERROR_TAG: record.error[-8000:]}
-            )
-            self.client.set_terminated(record.run_id, RunStatus.FAILED)
+            self._end(record, RunStatus.FAILED, {ERROR_TAG: record.error[-8000:]})
             self.study.tell(live.trial, state=state.FAIL)
             return
         if outcome.state == "complete":
@@ -396,13 +400,21 @@ class _Sweep:
                 self.client.sync()  # its last points, for the pruner's view of completed trials
                 self._read_points(live)
             record.state, record.value = "complete", outcome.value
+            self._end(record, RunStatus.FINISHED, {VALUE_TAG: repr(outcome.value)})
             self.study.tell(live.trial, outcome.value)
         elif outcome.state == "pruned":
             record.state = "pruned"
+            self._end(record, RunStatus.KILLED)
             self.study.tell(live.trial, state=state.PRUNED)
         else:
             record.state, record.error = "failed", outcome.error
+            self._end(record, RunStatus.FAILED, {ERROR_TAG: (outcome.error or "")[-8000:]})
             self.study.tell(live.trial, state=state.FAIL)
+
+    def _end(self, record: TrialRecord, status: str, tags: dict[str, Any] | None = None) -> None:
+        """The trial's end, written by the driver only: state tag (and more), then status."""
+        self.client.log_batch(record.run_id, tags={STATE_TAG: record.state, **(tags or {})})
+        self.client.set_terminated(record.run_id, status)
 
     def _read_points(self, live: _Live) -> bool:
         """Report the trial's new points to the study; True when there were new ones."""
@@ -435,8 +447,7 @@ class _Sweep:
             fut.cancel()
             live.record.state = "abandoned"
             with contextlib.suppress(RunlakeError):
-                self.client.set_tag(live.record.run_id, STATE_TAG, "abandoned")
-                self.client.set_terminated(live.record.run_id, RunStatus.KILLED)
+                self._end(live.record, RunStatus.KILLED)
         self.live.clear()
 
     # -- the end --

@@ -150,6 +150,10 @@ class Choice:
                 )
             if isinstance(v, float) and not math.isfinite(v):
                 raise InvalidArgument(f"choice values must be finite, got {v!r}")
+        # Optuna finds a value by ==, so 1, 1.0 and True would be one choice.
+        for i, a in enumerate(opts):
+            if any(a == b for b in opts[i + 1 :]):
+                raise InvalidArgument(f"choice values must be distinct, {a!r} repeats")
         # A trial's params come back from runlake as strings: each value needs its own.
         texts = [str(v) for v in opts]
         dupes = sorted({t for t in texts if texts.count(t) > 1})
@@ -181,6 +185,8 @@ def randint(low: int, high: int) -> RandInt:
 
 def choice(options: Sequence[ChoiceValue]) -> Choice:
     """One of ``options``."""
+    if isinstance(options, str | bytes) or not isinstance(options, Sequence):
+        raise InvalidArgument(f"choice takes a list of values, got {options!r}")
     return Choice(tuple(options))
 
 

@@ -3,17 +3,18 @@
 The driver has already created the trial's run (a child of the sweep's run) and logged its
 params; :func:`run_trial` makes that run the active one in the executor's Python worker,
 so everything the objective logs through the SDK (``runlake.log_metric``, artifacts,
-models) lands on it, calls the objective, and ends the run:
+models) lands on it, calls the objective, and reports back:
 
-- a returned number (or the last value given to :meth:`Trial.report`) completes the trial:
-  FINISHED, tag ``runlake.sweep.state=complete`` and ``runlake.sweep.value``;
-- raising :class:`TrialPruned` ends it KILLED with ``runlake.sweep.state=pruned``;
-- any other exception ends it FAILED with ``runlake.sweep.state=failed``, the traceback's
-  last 8,000 characters in the tag ``runlake.sweep.error`` and in full as the artifact
-  ``traceback.txt``. The exception does not leave the worker: the sweep goes on.
+- a returned number (or the last value given to :meth:`Trial.report`) completes the trial;
+- raising :class:`TrialPruned` prunes it;
+- any other exception fails it; the full traceback is stored as the artifact
+  ``traceback.txt`` and sent back. The exception does not leave the worker: the sweep
+  goes on.
 
-A trial the driver stops early never returns here: the driver cancels its Spark job
-(the worker process is killed) and marks the run itself.
+The driver alone writes the end of a trial (state tag and status): a trial it stops early
+is cancelled (job group) while its Python worker may still run for Spark's
+``spark.python.task.killTimeout`` (2 s by default) before it is killed, and that worker
+must not overwrite "pruned" with its own ending. One writer, no race.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,7 +45,6 @@ __all__ = [
 STATE_TAG = "runlake.sweep.state"
 VALUE_TAG = "runlake.sweep.value"
 ERROR_TAG = "runlake.sweep.error"
-_TAG_LIMIT = 8000
 
 State = Literal["complete", "pruned", "failed"]
 
@@ -103,12 +103,31 @@ class Trial:
         from runlake import fluent
 
         fluent.log_metric(self.metric, value, step=step)
-        self._last = (step, float(value))
 
     @property
     def last_reported(self) -> tuple[int, float] | None:
-        """(step, value) of the last :meth:`report`, or None."""
+        """(step, value) of the last point of the sweep's metric logged in this trial, or None."""
         return self._last
+
+
+@contextlib.contextmanager
+def _watching(client: Any, trial: Trial) -> Iterator[None]:
+    """Note the trial's own points of its metric as they are logged (every SDK path that logs
+    one point goes through the session client's ``enqueue_point``), to know at the end
+    whether the returned value still needs logging."""
+    original = client.enqueue_point
+
+    def enqueue_point(run_id: str, name: str, value: float, timestamp: int, step: int) -> None:
+        original(run_id, name, value, timestamp, step)
+        if run_id == trial.run_id and name == trial.metric:
+            trial._last = (step, value)
+
+    setattr(client, "enqueue_point", enqueue_point)  # noqa: B010 - an instance attribute
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError):
+            delattr(client, "enqueue_point")
 
 
 _current: contextvars.ContextVar[Trial | None] = contextvars.ContextVar(
@@ -161,7 +180,12 @@ def _value(returned: Any, trial: Trial, client: Any) -> float:
 
 
 def run_trial(objective: Callable[..., Any], spec: TrialSpec) -> TrialOutcome:
-    """Run one trial in this (worker) process; never raises for the objective's errors."""
+    """Run one trial in this (worker) process; never raises for the objective's errors.
+
+    Everything the objective logged is flushed (acknowledged) before this returns, so the
+    driver's end-of-trial writes come after it in the log; the run's state and status are
+    the driver's to write, never the executor's (see the module docstring).
+    """
     from runlake import fluent
     from runlake._session import session
     from runlake.entities import Run, RunData, RunInfo, RunStatus
@@ -181,44 +205,32 @@ def run_trial(objective: Callable[..., Any], spec: TrialSpec) -> TrialOutcome:
     token = _current.set(trial)
     started = time.monotonic()
     try:
-        try:
+        with _watching(client, trial):
             if _takes_trial(objective):
                 returned = objective(dict(spec.params), trial)
             else:
                 returned = objective(dict(spec.params))
+        fluent.flush()
+        value = _value(returned, trial, client)
+        last = trial.last_reported
+        if last is None or last[1] != value:  # the value is the run's latest point of the metric
+            client.log_metric(
+                spec.run_id, spec.metric, value, step=0 if last is None else last[0] + 1
+            )
+        fluent.flush()
+        return TrialOutcome("complete", value=value, duration_s=time.monotonic() - started)
+    except TrialPruned:
+        with contextlib.suppress(RunlakeError):
             fluent.flush()
-            value = _value(returned, trial, client)
-            if trial.last_reported is None or trial.last_reported[1] != value:
-                step = trial.last_reported[0] if trial.last_reported is not None else 0
-                client.log_metric(spec.run_id, spec.metric, value, step=step)
-        except TrialPruned:
-            outcome = TrialOutcome("pruned", duration_s=time.monotonic() - started)
-            client.set_tag(spec.run_id, STATE_TAG, "pruned")
-            fluent._end(spec.run_id, RunStatus.KILLED)
-            return outcome
-        except Exception:
-            text = traceback.format_exc()
-            outcome = TrialOutcome("failed", error=text, duration_s=time.monotonic() - started)
-            _record_failure(client, spec.run_id, text)
-            return outcome
-        duration = time.monotonic() - started
-        client.log_batch(spec.run_id, tags={STATE_TAG: "complete", VALUE_TAG: repr(value)})
-        fluent._end(spec.run_id, RunStatus.FINISHED)
-        return TrialOutcome("complete", value=value, duration_s=duration)
+        return TrialOutcome("pruned", duration_s=time.monotonic() - started)
+    except Exception:
+        text = traceback.format_exc()
+        with contextlib.suppress(RunlakeError):  # it may have logged something invalid
+            fluent.flush()
+        with contextlib.suppress(RunlakeError):  # the driver's tag holds the end of it
+            client.log_text(spec.run_id, text, "traceback.txt")
+        return TrialOutcome("failed", error=text, duration_s=time.monotonic() - started)
     finally:
         _current.reset(token)
         with session.lock:  # a run the objective left open must not leak into the next trial
             session.runs[:] = [r for r in session.runs if r[0].info.run_id != spec.run_id]
-
-
-def _record_failure(client: Any, run_id: str, text: str) -> None:
-    """FAILED with the traceback; what the sender rejected for the run is dropped, not fatal."""
-    from runlake import fluent
-    from runlake.entities import RunStatus
-
-    with contextlib.suppress(RunlakeError):  # it may have logged something invalid: why it failed
-        fluent.flush()
-    client.log_batch(run_id, tags={STATE_TAG: "failed", ERROR_TAG: text[-_TAG_LIMIT:]})
-    with contextlib.suppress(RunlakeError):  # the tag holds the end of it
-        client.log_text(run_id, text, "traceback.txt")
-    fluent._end(run_id, RunStatus.FAILED)
