@@ -32,9 +32,11 @@ from bench import (
     history,
     ingest,
     many_runs,
+    scoring,
     search,
     server,
     serving,
+    sweeps,
 )
 from bench.common import Ctx, Row
 
@@ -51,6 +53,8 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Row]]] = {
     server.NAME: server.run,
     serving.NAME: serving.run,
     artifacts.NAME: artifacts.run,
+    sweeps.NAME: sweeps.run,
+    scoring.NAME: scoring.run,
 }
 
 
