@@ -99,6 +99,7 @@ def sweep(
     """Search a space for the best params of a script's objective; trials run on Spark."""
     import runlake
     from runlake.sweeps import load_space_file
+    from runlake.sweeps.driver import check_arguments
     from runlake.sweeps.executor import default_spark
 
     root = ctx.find_root()
@@ -106,6 +107,10 @@ def sweep(
         runlake.set_tracking_uri(root.obj)
     domains = load_space_file(space)
     fn = load_objective(script, objective)
+    check_arguments(
+        fn, domains, metric=metric, mode=mode, algo=algo, max_trials=max_trials,
+        parallelism=parallelism, early_stopping=early_stopping,
+    )  # fmt: skip
     if experiment:
         runlake.set_experiment(experiment)
     spark = default_spark(parallelism, master=master)

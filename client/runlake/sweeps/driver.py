@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import optuna
     from pyspark.sql import SparkSession
 
-__all__ = ["ALGOS", "sweep"]
+__all__ = ["ALGOS", "check_arguments", "sweep"]
 
 ALGOS = ("tpe", "random", "grid")
 #: The gateway's rule for keys (checked here too: a sweep must fail before it starts).
@@ -79,6 +79,21 @@ def _require_optuna() -> None:
         import optuna  # noqa: F401
     except ImportError:
         raise RunlakeError("runlake.sweep needs optuna: pip install 'runlake[sweeps]'") from None
+
+
+def check_arguments(
+    objective: Any, space: Any, *, metric: Any, mode: Any, algo: Any, max_trials: Any,
+    parallelism: Any, early_stopping: Any = None, poll_interval_s: Any = 0.25,
+) -> None:  # fmt: skip
+    """What ``sweep`` refuses, checked before anything starts (errors name the argument)."""
+    _check(objective, metric, mode, algo, max_trials, parallelism, poll_interval_s)
+    checked = validate_space(space)
+    if algo == "grid":
+        grid_points(checked)
+    es.describe(early_stopping)
+    if not isinstance(early_stopping, str | es.ASHA | es.Median | None):
+        _require_optuna()
+        es.resolve_pruner(early_stopping)
 
 
 def _check(

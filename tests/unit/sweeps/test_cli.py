@@ -49,3 +49,24 @@ def test_score_refuses_bad_options_before_spark(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*base, *extra])
         assert result.exit_code == 1, result.output
         assert result.stderr.strip() == message
+
+
+def test_sweep_refuses_bad_options_before_spark(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("def objective(params):\n    return params['x']\n")
+    space = tmp_path / "space.yaml"
+    space.write_text("x: {uniform: [0, 1]}\n")
+    base = [*URI, "sweep", str(script), "--space", str(space), "--metric", "loss"]
+    cases = {
+        ("-n", "3", "--mode", "maximize"): "error: mode: 'maximize' is not 'min' or 'max'",
+        ("-n", "3", "--algo", "bayes"): "error: algo: 'bayes' is not one of tpe, random, grid",
+        ("--algo", "grid"): "error: space.x: uniform(0.0, 1.0) is continuous; grid search "
+        "needs choice([...]) or randint(lo, hi)",
+        ("-n", "3", "--early-stopping", "hyperband"):
+            "error: early_stopping: 'hyperband' is not one of asha, median",
+        (): "error: max_trials: is required (grid search alone defaults to the grid's size)",
+    }  # fmt: skip
+    for extra, message in cases.items():
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip() == message
