@@ -31,6 +31,7 @@ from runlake.entities import RunStatus
 from runlake.errors import InvalidArgument, NotFound, RunlakeError
 from runlake.sweeps import early_stopping as es
 from runlake.sweeps.executor import SparkTrialRunner, TrialCancelled, default_spark
+from runlake.sweeps.progress import SweepProgress
 from runlake.sweeps.results import (
     SweepResult,
     TrialRecord,
@@ -237,6 +238,11 @@ class _Sweep:
         self.experiment_id = ""
         self.next_number = 0
 
+    @property
+    def running(self) -> int:
+        """Trials in flight (for the progress bar)."""
+        return len(self.live)
+
     # -- set-up --
 
     def _start_parent(self, experiment_id: str | None, run_name: str | None) -> None:
@@ -320,7 +326,7 @@ class _Sweep:
         runner = SparkTrialRunner(spark, self.objective, int(self.config["parallelism"]))
         status = RunStatus.FAILED
         try:
-            with _Progress(self.show_progress, int(self.config["max_trials"])) as bar:
+            with SweepProgress(self.show_progress, int(self.config["max_trials"])) as bar:
                 bar.update(self)
                 self._loop(runner, bar)
             result = self._finish()
@@ -340,7 +346,7 @@ class _Sweep:
     def _budget(self) -> int:
         return int(self.config["max_trials"]) - len(self.records)
 
-    def _loop(self, runner: SparkTrialRunner, bar: _Progress) -> None:
+    def _loop(self, runner: SparkTrialRunner, bar: SweepProgress) -> None:
         parallelism = int(self.config["parallelism"])
         while True:
             while len(self.live) < parallelism and self._budget() > 0:
@@ -496,52 +502,3 @@ class _Sweep:
             metric=self.metric,
             mode=self.mode,
         )
-
-
-class _Progress:
-    """A rich progress bar on stderr: trials done of max_trials, best value, states."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled
-        self.total = total
-        self._progress: Any = None
-        self._task: Any = None
-        self._started = time.monotonic()
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]sweep[/bold]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=Console(stderr=True),
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def update(self, s: _Sweep) -> None:
-        if self._progress is None:
-            return
-        done = [r for r in s.records if r.state != "running" and r.state != "abandoned"]
-        best = best_of(s.records, s.mode)
-        n = {k: sum(r.state == k for r in done) for k in ("pruned", "failed")}
-        text = f"{len(s.live)} running · {n['pruned']} pruned · {n['failed']} failed"
-        if best is not None:
-            text = f"best {s.metric}={best.value:.6g} · " + text
-        self._progress.update(self._task, completed=len(done), description=text)
