@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 # The objectives below run in Spark's Python workers, which cannot import this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-STEPS = 15
+STEPS = 40  # 6 s a trial: a pruned one is killed long before its last step
 #: loss level of each trial by number: 0, 1 and 4 good, 2, 3 and 5 clearly worse
 LEVELS = [0.1, 0.2, 0.9, 0.95, 0.15, 0.92]
 
