@@ -33,9 +33,11 @@ from bench import (
     ingest,
     many_runs,
     scale_out,
+    scoring,
     search,
     server,
     serving,
+    sweeps,
 )
 from bench.common import Ctx, Row
 
@@ -53,6 +55,8 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Row]]] = {
     serving.NAME: serving.run,
     artifacts.NAME: artifacts.run,
     scale_out.NAME: scale_out.run,
+    sweeps.NAME: sweeps.run,
+    scoring.NAME: scoring.run,
 }
 
 

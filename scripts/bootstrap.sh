@@ -20,6 +20,6 @@ stamp=.venv/.runlake-installed
 want=$(cat pyproject.toml proto/runlake/v1/*.proto | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -f client/runlake/v1/events_pb2.py ]; then
   echo "bootstrap: installing runlake and its dependencies into .venv" >&2
-  .venv/bin/python -m pip install --quiet -e '.[dev,scale,models]'
+  .venv/bin/python -m pip install --quiet -e '.[dev,scale,models,sweeps]'
   echo "$want" > "$stamp"
 fi

@@ -5,6 +5,8 @@
 'grpc://127.0.0.1:5055'
 """
 
+from typing import TYPE_CHECKING
+
 from runlake.client import RunlakeClient
 from runlake.entities import (
     Experiment,
@@ -107,13 +109,21 @@ __all__ = [
     "set_tracking_uri",
     "sql",
     "start_run",
+    "sweep",
 ]
 
+if TYPE_CHECKING:
+    from runlake.sweeps import sweep
+
 # Submodules with heavier imports load on first use: ``runlake.pyfunc.load_model(...)``.
-_LAZY = ("artifacts", "models", "pyfunc", "pytorch", "registry", "sklearn")
+_LAZY = ("artifacts", "models", "pyfunc", "pytorch", "registry", "sklearn", "spark", "sweeps")
 
 
 def __getattr__(name: str) -> object:
+    if name == "sweep":  # runlake.sweep(objective, space, ...): see runlake.sweeps
+        from runlake.sweeps import sweep
+
+        return sweep
     if name in _LAZY:
         import importlib
 

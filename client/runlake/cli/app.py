@@ -65,6 +65,14 @@ def _add_late_groups() -> None:
         command.callback = clean_errors(command.callback)  # type: ignore[arg-type]
     app.add_typer(dev_cluster, name="dev-cluster")
 
+    from runlake.cli.sweep_cmd import sweep
+
+    app.command("sweep")(clean_errors(sweep))
+
+    from runlake.cli.score_cmd import score
+
+    app.command("score")(clean_errors(score))
+
 
 _VIEWS = {
     View.active: ViewType.ACTIVE_ONLY,

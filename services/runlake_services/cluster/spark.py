@@ -168,6 +168,9 @@ def spark_session(
         if is_local(master):
             # Spark's own address lookup would pick a non-loopback interface and warn.
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # PySpark starts its Python workers with $PYSPARK_PYTHON (default: python3 on the
+        # PATH), not spark.pyspark.python: without this, UDFs would run outside this venv.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, value)

@@ -1,0 +1,226 @@
+"""10. scoring: rows/s of a sklearn model over a table with runlake.spark.score, vs its peers.
+
+One Parquet table (10M rows of 8 float32 features in 16 files; quick: 500k) and one
+sklearn model (GradientBoostingRegressor, 100 trees of depth 3, trained on 20k rows),
+saved with ``runlake.sklearn.save_model`` (an MLflow-format directory both tools load).
+Measured in separate worker processes, one after the other, on the same files:
+
+- **predict**: the model's own ``predict`` on all rows at once, in one process, the rows
+  already in memory (only ``predict`` is timed): the per-core ceiling;
+- **runlake**: ``runlake.spark.score(spark.read.parquet(...), model_dir)`` written to
+  Spark's ``noop`` sink on ``local[2]``: the whole job, Parquet read, Python workers
+  started and the model loaded included (the JVM warmed by one small read first);
+- **MLflow**: the same job with ``mlflow.pyfunc.spark_udf(spark, model_dir)`` in MLflow
+  3.17.2's venv (pyspark installed beside it by ``bench/mlflow_env.py``);
+- **ceiling**: runlake's job with a model that does no work (``DummyRegressor``), the
+  cost of the pipeline itself (Parquet → Arrow → pandas → back).
+
+Every process has OMP/BLAS threads at 1. Targets: runlake ≥ 0.8x predict per core used
+(2 cores: ≥ 1.6x predict's rows/s) and ≥ 1.5x MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import mlflow_env
+from bench.common import Ctx, Row, run_worker, runlake_env
+
+NAME = "scoring"
+CORES = 2
+FEATURES = [f"f{i}" for i in range(8)]
+_THREADS = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+#: what the MLflow venv needs beside mlflow for this benchmark and the sweeps one
+MLFLOW_EXTRA = ("pyspark==4.2.0", "hyperopt==0.3.0", "scikit-learn==1.9.1")
+
+PREPARE = """
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+from pathlib import Path
+from sklearn.dummy import DummyRegressor
+from sklearn.ensemble import GradientBoostingRegressor
+import runlake.sklearn
+rng = np.random.default_rng(0)
+names = A["features"]
+w = rng.normal(size=len(names))
+out = Path(A["data"]); out.mkdir()
+per = A["rows"] // A["files"]
+for i in range(A["files"]):
+    X = rng.normal(size=(per, len(names))).astype(np.float32)
+    table = pa.table({n: X[:, j] for j, n in enumerate(names)})
+    pq.write_table(table, out / f"part-{i:03d}.parquet")
+X = rng.normal(size=(20_000, len(names))).astype(np.float32)
+y = X @ w + np.sin(3 * X[:, 0])
+import pandas as pd
+frame = pd.DataFrame(X, columns=names)
+model = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=0).fit(frame, y)
+runlake.sklearn.save_model(model, A["model"], input_example=frame[:5])
+runlake.sklearn.save_model(DummyRegressor().fit(frame, y), A["dummy"], input_example=frame[:5])
+result(rows=per * A["files"])
+"""
+
+PREDICT = """
+import pyarrow.parquet as pq
+import runlake.pyfunc
+model = runlake.pyfunc.load_model(A["model"]).get_raw_model()
+frame = pq.read_table(A["data"]).to_pandas()
+t = time.perf_counter()
+pred = model.predict(frame)
+secs = time.perf_counter() - t
+result(secs=secs, rows=len(pred))
+"""
+
+SPARK_SESSION = """
+import os, sys
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[2]").appName("bench-scoring")
+         .config("spark.driver.memory", "2g").config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false").config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1")
+         .config("spark.sql.shuffle.partitions", "2")
+         .getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+df = spark.read.parquet(A["data"])
+df.limit(1000).count()  # warm the JVM
+"""
+
+#: CPU seconds of this process's descendants (the JVM, the Python workers), read from /proc
+#: so that it runs in both venvs (psutil is not in MLflow's)
+CPU = """
+def cpu():
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, times, names = {}, {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parent[int(d)] = int(fields[1])
+        times[int(d)] = (int(fields[11]) + int(fields[12])) / tick
+        names[int(d)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+    out = {"jvm": 0.0, "python": 0.0}
+    todo, me = [os.getpid()], os.getpid()
+    while todo:
+        pid = todo.pop()
+        todo += [c for c, p in parent.items() if p == pid]
+        if pid != me:
+            out["jvm" if "java" in names[pid] else "python"] += times[pid]
+    return out
+"""
+
+RUNLAKE = (
+    SPARK_SESSION
+    + CPU
+    + """
+import warnings
+warnings.filterwarnings("ignore")
+import runlake.spark
+c0 = cpu()
+t = time.perf_counter()
+scored = runlake.spark.score(df, A["model"])
+scored.write.format("noop").mode("overwrite").save()
+secs = time.perf_counter() - t
+c1 = cpu()
+result(secs=secs, jvm_cpu=c1["jvm"] - c0["jvm"], python_cpu=c1["python"] - c0["python"])
+"""
+)
+
+MLFLOW = (
+    SPARK_SESSION
+    + CPU
+    + """
+import warnings
+warnings.filterwarnings("ignore")
+import mlflow.pyfunc
+c0 = cpu()
+t = time.perf_counter()
+udf = mlflow.pyfunc.spark_udf(spark, A["model"], result_type="double", env_manager="local")
+scored = df.withColumn("prediction", udf(*A["features"]))
+scored.write.format("noop").mode("overwrite").save()
+secs = time.perf_counter() - t
+c1 = cpu()
+result(secs=secs, jvm_cpu=c1["jvm"] - c0["jvm"], python_cpu=c1["python"] - c0["python"])
+"""
+)
+
+
+def _env(base: dict[str, str]) -> dict[str, str]:
+    return {**base, **_THREADS}
+
+
+def run(ctx: Ctx) -> list[Row]:
+    rows_wanted = ctx.pick(500_000, 10_000_000)
+    tmp = Path(ctx.dir("scoring"))
+    args: dict[str, Any] = {
+        "data": str(tmp / "table"),
+        "model": str(tmp / "gbr"),
+        "dummy": str(tmp / "dummy"),
+        "features": FEATURES,
+        "rows": rows_wanted,
+        "files": 16,
+    }
+    ctx.say(f"scoring: writing {rows_wanted:,} rows of {len(FEATURES)} features, training")
+    n = run_worker(PREPARE, args, env=_env(runlake_env()), timeout_s=1800)["rows"]
+    ctx.say("scoring: the model's own predict, one process")
+    single = run_worker(PREDICT, args, env=_env(runlake_env()), timeout_s=1800)
+    single_rate = n / single["secs"]
+    ctx.say("scoring: runlake.spark.score on local[2]")
+    ours = run_worker(RUNLAKE, args, env=_env(runlake_env()), timeout_s=3600)
+    ours_rate = n / ours["secs"]
+    ctx.say("scoring: runlake with a model that does nothing (the pipeline's ceiling)")
+    ceiling = run_worker(RUNLAKE, {**args, "model": args["dummy"]}, env=_env(runlake_env()),
+                         timeout_s=3600)  # fmt: skip
+    ceiling_rate = n / ceiling["secs"]
+    mlflow_rate = None
+    theirs: dict[str, Any] = {}
+    if ctx.mlflow:
+        ctx.say("scoring: mlflow.pyfunc.spark_udf on local[2]")
+        exe = mlflow_env.python(MLFLOW_EXTRA)
+        theirs = run_worker(MLFLOW, args, exe=exe, env=_env(mlflow_env.env()), timeout_s=3600)
+        mlflow_rate = n / theirs["secs"]
+    per_core = ours_rate / CORES / single_rate
+    vs_predict = Row(
+        NAME, f"scoring rows/s per core vs the model's own predict ({n:,} rows)",
+        ours_rate / CORES, "rows/s", target="≥ 0.8x predict per core", met=per_core >= 0.8,
+    )  # fmt: skip
+    vs_predict.detail += [
+        f"the model's predict in one process: {single_rate:,.0f} rows/s "
+        f"({single['secs']:.2f} s); runlake on local[{CORES}]: {ours_rate:,.0f} rows/s "
+        f"({ours['secs']:.2f} s), {per_core:.2f}x predict per core; CPU: JVM "
+        f"{ours['jvm_cpu']:.1f} s, Python workers {ours['python_cpu']:.1f} s (predict alone: "
+        f"{single['secs'] / (ours['jvm_cpu'] + ours['python_cpu']):.2f}x of the job's CPU)",
+        f"pipeline ceiling (DummyRegressor through the same job): {ceiling_rate:,.0f} rows/s "
+        f"({ceiling['secs']:.2f} s; CPU: JVM {ceiling['jvm_cpu']:.1f} s, Python workers "
+        f"{ceiling['python_cpu']:.1f} s)",
+    ]
+    vs_mlflow = Row(
+        NAME, f"scoring rows/s vs mlflow.pyfunc.spark_udf ({n:,} rows)", ours_rate, "rows/s",
+        mlflow=mlflow_rate, target="≥ 1.5x MLflow",
+        met=None if mlflow_rate is None else ours_rate >= 1.5 * mlflow_rate,
+    )  # fmt: skip
+    if mlflow_rate is not None:
+        ours_cpu = ours["jvm_cpu"] + ours["python_cpu"]
+        their_cpu = theirs["jvm_cpu"] + theirs["python_cpu"]
+        vs_mlflow.detail.append(
+            f"mlflow.pyfunc.spark_udf (env_manager=local, result_type=double): "
+            f"{mlflow_rate:,.0f} rows/s ({theirs['secs']:.2f} s); CPU: JVM "
+            f"{theirs['jvm_cpu']:.1f} s, Python workers {theirs['python_cpu']:.1f} s; "
+            f"CPU-seconds per row, MLflow/runlake = {their_cpu / ours_cpu:.2f}x"
+        )
+    return [vs_predict, vs_mlflow]
+
+
+if __name__ == "__main__":  # a quick look without the suite: python -m bench.scoring
+    import tempfile
+
+    t0 = time.monotonic()
+    for r in run(Ctx(quick=True, mlflow=True, tmp=Path(tempfile.mkdtemp()), flood_seconds=0)):
+        print(r.name, r.runlake, r.mlflow, r.ratio(), r.met, *r.detail, sep="\n  ")
+    print(f"took {time.monotonic() - t0:.0f} s")

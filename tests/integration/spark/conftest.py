@@ -1,0 +1,55 @@
+"""One local Spark (Delta, no Kafka or MinIO) for the sweep and scoring tests.
+
+The JVM is launched with every connector jar on its class path (Delta, Kafka, S3A; jars
+only, no service started), so that the cluster tests' ``spark`` fixture can reuse this same
+session if it comes later in the run: a JVM's class path is fixed at its launch, and there
+is one per test process. When a session already runs, it is shared. 2 cores, 1 GiB heap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from runlake_services.cluster import install_spark_jars, spark_session
+from runlake_services.cluster.spark import spark_jars
+from runlake_services.embedded.process import ServerProcess
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@pytest.fixture(scope="session")
+def local_spark() -> Iterator[SparkSession]:
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    install_spark_jars()
+    class_path = os.pathsep.join(str(j.resolve()) for j in spark_jars(kafka=True, s3=True))
+    session = spark_session(
+        "runlake-spark-tests",
+        kafka=True,
+        extra_conf={
+            "spark.driver.extraClassPath": class_path,
+            "spark.executor.extraClassPath": class_path,
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def tracking(server: ServerProcess) -> Iterator[str]:
+    """The fluent API pointed at the session's server (and reset after the test)."""
+    import runlake
+    from runlake._session import session
+
+    runlake.set_tracking_uri(server.uri)
+    yield server.uri
+    runlake.set_tracking_uri(None)
+    session.experiment_id = None
