@@ -92,9 +92,14 @@ class ActiveRun(Run):
 def set_tracking_uri(uri: str | None) -> None:
     """Point the fluent API (and RunlakeClients made without a URI) at ``grpc://host:port``.
 
-    ``None`` forgets the setting (RUNLAKE_TRACKING_URI or the default apply again).
+    ``None`` forgets the setting (RUNLAKE_TRACKING_URI or the default apply again). The
+    active experiment is forgotten when the URI changes: its id names an experiment of the
+    old server, which another server does not have (or has as a different one).
     """
-    session.tracking_uri = validate(uri) if uri else None
+    new = validate(uri) if uri else None
+    if new != session.tracking_uri:
+        session.experiment_id = None
+    session.tracking_uri = new
 
 
 def get_tracking_uri() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -36,15 +36,23 @@ _MAX_CHUNK = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RunRoots:
-    """Maps a run to its artifact root's key in the store, checking the run on the way."""
+    """Maps a run to its artifact root's key in the store, checking the run on the way.
+
+    ``catch_up``: on a gateway whose catalog tails a shared log, waits until the catalog
+    has seen everything in the log (bounded; whether it did), so a run another gateway
+    created a moment ago is found rather than answered NOT_FOUND.
+    """
 
     catalog: Catalog
     store: ArtifactStore
+    catch_up: Callable[[], bool] | None = None
 
     def root(self, run_id: str, *, for_write: bool) -> str:
         if not run_id:
             raise InvalidArgument("must not be empty", field="run_id")
         run = self.catalog.runs([run_id]).get(run_id)
+        if run is None and self.catch_up is not None and self.catch_up():
+            run = self.catalog.runs([run_id]).get(run_id)
         if run is None:
             raise NotFound(f"no run with id {run_id!r}", field="run_id")
         if for_write and run.lifecycle_stage != "active":

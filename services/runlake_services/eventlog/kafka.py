@@ -684,6 +684,10 @@ class KafkaEventLog:
         if all(reached.get(tp, 0) >= high for tp, high in self._targets.items()):
             self._caught_up.set()
 
+    def catch_up(self, timeout_s: float = 5.0) -> bool:
+        """Wait until this gateway's catalog has tailed everything in the log now."""
+        return self.wait_for(self.log_end(), timeout_s)
+
     def wait_for(self, token: str, timeout_s: float) -> bool:
         """Whether this gateway's catalog reaches ``token`` (e.g. another gateway's write)."""
         wanted = parse_vector(token)

@@ -81,10 +81,14 @@ class GatewayServer:
         log = open_event_log(config.log_uri)
         channels: list[grpc.Channel] = []
         try:
-            ingestor = _LogIngestor(
-                log, artifact_root=store.root_uri, backlog=Backlog(config.max_unfolded_bytes)
-            )
             kafka = log if isinstance(log, KafkaEventLog) else None
+            catch_up = kafka.catch_up if kafka is not None else None
+            ingestor = _LogIngestor(
+                log,
+                artifact_root=store.root_uri,
+                backlog=Backlog(config.max_unfolded_bytes),
+                catch_up=catch_up,
+            )
             is_coordinator = kafka is None or kafka.settings.coordinator
             if is_coordinator:
                 # Only the coordinator creates experiments (docs/decisions/0012); the others
@@ -122,7 +126,7 @@ class GatewayServer:
                 end = kafka.log_end if kafka is not None else log.end_position
                 server.add_generic_rpc_handlers((query_proxy(channels[-1], lambda: str(end())),))
             artifacts_pb2_grpc.add_ArtifactsServicer_to_server(
-                ArtifactsServicer(RunRoots(log.catalog, store), ingestor), server
+                ArtifactsServicer(RunRoots(log.catalog, store, catch_up), ingestor), server
             )
             port = server.add_insecure_port(f"{config.host}:{config.port}")
             if port == 0:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import grpc
-from runlake.errors import ResourceExhausted, RunlakeError
+from runlake.errors import NotFound, ResourceExhausted, RunlakeError
 from runlake.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc
 
 from runlake_services.eventlog import EventLog, ExperimentState, StateChanges
@@ -68,11 +68,16 @@ class Ingestor:
         artifact_root: str,
         backlog: Backlog,
         on_append: Callable[[int], None] | None = None,
+        catch_up: Callable[[], bool] | None = None,
     ) -> None:
         self._log = log
         self._artifact_root = artifact_root
         self._backlog = backlog
         self._on_append = on_append
+        #: On a gateway whose catalog tails a shared log: wait (bounded) until it has seen
+        #: the whole log; whether it did. A batch naming a run or experiment this catalog
+        #: does not know yet (another gateway's, a moment ago) is validated again after it.
+        self._catch_up = catch_up
         self._lock = threading.Lock()
 
     def _stamp(self, batch_id: str, user: str, events: list[events_pb2.Event]) -> bytes:
@@ -103,6 +108,16 @@ class Ingestor:
             )
         self._backlog.check()
         size = request.ByteSize()
+        try:
+            return self._write_checked(request, user, size)
+        except NotFound:
+            if self._catch_up is None or not self._catch_up():
+                raise
+        return self._write_checked(request, user, size)
+
+    def _write_checked(
+        self, request: gateway_pb2.WriteRequest, user: str, size: int
+    ) -> gateway_pb2.WriteResponse:
         with self._lock:
             checked = validate_batch(
                 self._log.catalog, request.batch_id, request.events, request_bytes=size, user=user

@@ -157,8 +157,11 @@ def test_each_gateway_reads_what_the_other_wrote_and_registry_writes_forward(
     run = b.create_run(exp)  # b's own catalog has seen the forwarded experiment
     b.log_metric(run.info.run_id, "acc", 0.9, step=1)
     b.flush()
+    # at once, through the other gateway: it catches up with the log before refusing
+    a.log_metric(run.info.run_id, "loss", 0.1, step=1)
+    a.flush()
     a.sync()  # a's next reads wait for everything the gateways acknowledged
-    assert a.get_run(run.info.run_id).data.metrics == {"acc": 0.9}
+    assert a.get_run(run.info.run_id).data.metrics == {"acc": 0.9, "loss": 0.1}
 
     model = f"churn-{uuid.uuid4().hex[:8]}"
     b.create_registered_model(model)

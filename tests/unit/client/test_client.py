@@ -254,3 +254,14 @@ def test_start_run_with_run_id_resumes_it(fluent: Fakes) -> None:
     assert "run_created" not in fluent.gateway.kinds()
     with pytest.raises(InvalidArgument, match="experiment_id"):
         runlake.start_run(run_id=rid, experiment_id="7")
+
+
+def test_a_new_tracking_uri_forgets_the_active_experiment(fluent: Fakes) -> None:
+    """An experiment id names an experiment of one server; another server lacks it."""
+    from runlake._session import session
+
+    session.experiment_id = "7"
+    runlake.set_tracking_uri(fluent.uri)  # the same server: kept
+    assert session.experiment_id == "7"
+    runlake.set_tracking_uri("grpc://127.0.0.1:1")
+    assert session.experiment_id is None
