@@ -47,6 +47,7 @@ class EmbeddedCompactor:
         *,
         on_fold: Callable[[FoldResult], None] | None = None,
         on_bytes_folded: Callable[[int], None] | None = None,
+        after_round: Callable[[], object] | None = None,
         interval_s: float = 0.05,
         optimize_every_commits: int = 200,
         round_bytes: int = 4 * 1024 * 1024,
@@ -56,6 +57,7 @@ class EmbeddedCompactor:
         self._progress = progress
         self._on_fold = on_fold
         self._on_bytes = on_bytes_folded
+        self._after_round = after_round
         self._interval = interval_s
         self._optimize_every = optimize_every_commits
         # A round's log bytes bound the server's memory: its Arrow rows, Parquet buffers
@@ -99,6 +101,8 @@ class EmbeddedCompactor:
                 log.exception("compaction round failed; retrying")
                 self._stop.wait(1.0)
                 continue
+            if folded and self._after_round is not None:
+                self._after_round()  # after the round is published: readers never wait on it
             if folded:
                 continue  # more may be waiting: fold again at once
             self._wake.wait(max(0.0, self._interval - (time.monotonic() - started)))

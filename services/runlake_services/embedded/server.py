@@ -19,7 +19,7 @@ from runlake_services.artifacts.store import open_artifact_store
 from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.embedded.config import ServerConfig
 from runlake_services.embedded.http import HealthServer
-from runlake_services.embedded.memory import tune_allocators
+from runlake_services.embedded.memory import release_free_memory, tune_allocators
 from runlake_services.eventlog import EventLog, open_event_log
 from runlake_services.gateway import Backlog, GatewayServicer, Ingestor
 from runlake_services.lifecycle import serve_until_signalled
@@ -73,6 +73,7 @@ class EmbeddedServer:
             progress,
             on_fold=state.apply,
             on_bytes_folded=backlog.folded,
+            after_round=release_free_memory,
             interval_s=config.compact_interval_s,
             optimize_every_commits=config.optimize_every_commits,
             round_bytes=config.compact_round_bytes,
@@ -99,6 +100,11 @@ class EmbeddedServer:
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
                 ("grpc.max_send_message_length", _MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
+                # No BDP probing: it widens each connection's HTTP/2 receive window to what
+                # the link could carry, and a flood on loopback then parked ~100 MiB of
+                # not-yet-read requests in gRPC's buffers (measured, bench/RESULTS.md).
+                # Without it a stream's window is 64 KiB, or the message being received.
+                ("grpc.http2.bdp_probe", 0),
             ],
         )
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(ingestor), server)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.tables.delta_sink import DeltaTableSink
 
 from tests import events as ev
@@ -85,3 +87,35 @@ def test_restart_resumes_from_events_position(pipeline_factory: Callable[..., Pi
     again = pipeline_factory(root=p.root)
     assert again.compactor.folded_position() == p.log.end_position()
     assert again.compactor.run_once() == 0
+
+
+def test_after_round_runs_once_a_round_is_published_and_not_when_idle(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    p = pipeline_factory()
+    seen: list[tuple[int, int]] = []  # (folded, log end) each time the hook runs
+    p.compactor = EmbeddedCompactor(
+        p.log,
+        p.sink,
+        p.progress,
+        on_bytes_folded=p.backlog.folded,
+        after_round=lambda: seen.append((p.progress.folded, p.log.end_position())),
+        interval_s=0.01,
+    )
+    rid = ev.run_id()
+    p.ingestor.write(ev.request("c:0", ev.created(rid)), user="t")
+    _log_points(p, rid, 0)
+    p.compactor.start()
+    try:
+        deadline = time.monotonic() + 60
+        while p.progress.folded < p.log.end_position() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # idle rounds: nothing folded, so no hook
+        calls = len(seen)
+        time.sleep(0.2)
+        assert len(seen) == calls
+    finally:
+        p.compactor.stop()
+    assert calls >= 1
+    assert seen[-1] == (p.log.end_position(), p.log.end_position())
+    assert all(folded > 0 for folded, _ in seen)  # never before a round's publish
