@@ -140,8 +140,10 @@ class DeltaOutput(_Base):
         try:
             if self._table_schema is None:
                 schema = Schema.from_json(self.schema.json())
-                create_table_with_add_actions(uri, schema, adds, mode="error",
-                                              storage_options=options, commit_properties=props)  # fmt: skip
+                create_table_with_add_actions(
+                    uri, schema, adds, mode="error", storage_options=options,
+                    commit_properties=props,
+                )  # fmt: skip
             else:
                 dt = DeltaTable(uri, storage_options=options)
                 actions: list[AddAction | RemoveAction] = [*adds]
