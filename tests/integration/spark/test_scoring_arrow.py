@@ -25,7 +25,9 @@ import runlake.pyfunc
 import runlake.sklearn
 import runlake.spark
 from deltalake import DeltaTable
+from pyarrow import fs as pafs
 from runlake.errors import InvalidArgument
+from runlake.spark.locations import locate
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -336,3 +338,35 @@ def test_timestamps_reach_the_model_in_the_session_time_zone(
         outs[engine] = local_spark.read.format("delta").load(path).toPandas().sort_values("at")
     assert outs["arrow"]["prediction"].tolist() == outs["spark"]["prediction"].tolist()
     assert outs["arrow"]["prediction"].tolist() == [0, 5, 23]
+
+
+def test_tables_on_s3_both_ways(
+    local_spark: SparkSession, linear: tuple[str, Any], s3_env: str, tmp_path: Path
+) -> None:
+    uri, model = linear
+    root = f"{s3_env}/scoring-{uuid.uuid4().hex[:8]}"
+    data = _data(300)
+    _write(_spark_df(local_spark, data, files=3), "parquet", f"{root}/in")
+    to_delta = runlake.spark.score_table(local_spark, uri, f"{root}/in", f"{root}/scored")
+    to_parquet = runlake.spark.score_table(local_spark, uri, f"{root}/scored", f"{root}/again",
+                                           output_format="parquet", output_col="again")  # fmt: skip
+    assert (to_delta.engine, to_parquet.engine) == ("arrow", "arrow")
+    assert (to_delta.output_version, to_parquet.input_version) == (0, 0)
+    want = model.predict(data[["a", "b"]])
+    scored = local_spark.read.format("delta").load(f"{root}/scored")
+    again = local_spark.read.parquet(f"{root}/again")
+    assert scored.columns == [*local_spark.read.parquet(f"{root}/in").columns, "prediction"]
+    assert again.columns == [*scored.columns, "again"]
+    out = again.toPandas().sort_values("id")
+    np.testing.assert_allclose(out["prediction"], want, rtol=1e-12)
+    np.testing.assert_allclose(out["again"], want, rtol=1e-12)
+    # the Delta log names the run, read by delta-rs with the same S3 settings
+    loc = locate(f"{root}/scored")
+    assert loc is not None
+    (commit,) = DeltaTable(loc.delta_uri, storage_options=loc.storage_options).history()
+    assert json.loads(commit["userMetadata"])["runlake_run_id"] == to_delta.run_id
+    copied = locate(f"{root}/again")
+    assert copied is not None
+    infos = copied.filesystem.get_file_info(pafs.FileSelector(copied.path, recursive=True))
+    names = [i.path[len(copied.path) + 1 :] for i in infos]
+    assert "_SUCCESS" in names and not any(n.startswith("_temporary") for n in names)
