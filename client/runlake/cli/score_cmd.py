@@ -1,7 +1,8 @@
 """``runlake score --model URI --input TABLE --output TABLE``: batch scoring on Spark.
 
 Reads a Delta or Parquet table, adds the model's ``prediction`` column and writes Delta or
-Parquet, recording the job as a run (``runlake.spark.score_table``). The Spark session is
+Parquet, recording the job as a run (``runlake.spark.score_table``; its Arrow engine when the
+tables allow, ``--engine spark`` for the UDF with Spark's reader and writer). The Spark session is
 ``runlake_services.cluster.spark_session`` (Delta, and S3A when RUNLAKE_S3_ENDPOINT_URL is
 set; keys only from the environment). A progress bar follows the job's Spark tasks.
 """
@@ -96,6 +97,10 @@ def score(
     experiment: Annotated[
         str | None, typer.Option("--experiment", "-e", help="Experiment name (created if new).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="auto, arrow (pyarrow in the tasks) or spark (the UDF)."),
+    ] = "auto",
     master: Annotated[str, typer.Option("--master", help="Spark master.")] = "local[2]",
     driver_memory: Annotated[str, typer.Option("--driver-memory")] = "1g",
     out_fmt: Annotated[
@@ -109,7 +114,7 @@ def score(
     import runlake
     from runlake.spark.score import check_job, score_table
 
-    check_job(input, output, input_format, output_format, mode)
+    check_job(input, output, input_format, output_format, mode, engine)
     root = ctx.find_root()
     if isinstance(root.obj, str):
         runlake.set_tracking_uri(root.obj)
@@ -122,7 +127,7 @@ def score(
         job = score_table(
             spark, model, input, output, input_format=input_format,  # type: ignore[arg-type]
             output_format=output_format, mode=mode, input_version=input_version,  # type: ignore[arg-type]
-            result_type=result_type, output_col=output_col,
+            result_type=result_type, output_col=output_col, engine=engine,  # type: ignore[arg-type]
         )  # fmt: skip
     row = {
         "run_id": job.run_id,
@@ -132,5 +137,6 @@ def score(
         "input_version": job.input_version,
         "output": job.output,
         "output_version": job.output_version,
+        "engine": job.engine,
     }
     emit([row], list(row), out_fmt, "scoring job")

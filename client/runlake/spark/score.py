@@ -33,6 +33,7 @@ __all__ = ["ScoringJob", "check_job", "score", "score_table"]
 
 Format = Literal["auto", "delta", "parquet"]
 WriteMode = Literal["error", "overwrite", "append"]
+Engine = Literal["auto", "arrow", "spark"]
 TAG = "runlake.score."
 
 
@@ -78,10 +79,12 @@ _KIND = {
 }
 
 
-def _with_prediction(df: DataFrame, model: ModelUdf, output_col: str) -> DataFrame:
+def _with_prediction(
+    df: DataFrame, model: ModelUdf, output_col: str, names: list[str] | None = None
+) -> DataFrame:
     if output_col in df.columns:
         raise InvalidArgument(f"the input already has a column {output_col!r}", field="output_col")
-    return df.withColumn(output_col, model(*_check_inputs(df, model)))
+    return df.withColumn(output_col, model(*(names or _check_inputs(df, model))))
 
 
 def score(
@@ -118,6 +121,8 @@ class ScoringJob:
     output: str
     output_format: str
     output_version: int | None
+    #: ``arrow`` (files read, scored and written by pyarrow in the tasks) or ``spark``
+    engine: str = "spark"
 
 
 def _is_delta(spark: SparkSession, path: str) -> bool:
@@ -168,8 +173,13 @@ def _read(
         ) from None
 
 
-def check_job(input: str, output: str, input_format: str, output_format: str, mode: str) -> None:
+def check_job(
+    input: str, output: str, input_format: str, output_format: str, mode: str,
+    engine: str = "auto",
+) -> None:  # fmt: skip
     """The options of a scoring job, checked before any Spark work (errors name the option)."""
+    if engine not in ("auto", "arrow", "spark"):
+        raise InvalidArgument(f"{engine!r} is not auto, arrow or spark", field="engine")
     if input_format not in ("auto", "delta", "parquet"):
         raise InvalidArgument(f"{input_format!r} is not auto, delta or parquet",
                               field="input_format")  # fmt: skip
@@ -198,25 +208,48 @@ def score_table(
     output_col: str = "prediction",
     experiment_id: str | None = None,
     run_name: str | None = None,
+    engine: Engine = "auto",
 ) -> ScoringJob:
     """Score the table at ``input`` into ``output`` and record the job as a run.
 
     ``input_format="auto"`` reads Delta when ``input`` is a Delta table, else Parquet; a
     Delta input is read at ``input_version`` (default: the latest, pinned when the job
     starts). ``mode`` is Spark's save mode: ``error`` refuses an existing output.
+
+    ``engine="auto"`` scores with the Arrow engine (:mod:`runlake.spark.table_job`: the
+    tasks read, score and write the files with pyarrow; no row conversion in the JVM)
+    whenever the tables allow, else through the UDF with Spark's reader and writer; the
+    run's ``runlake.score.engine`` tag says which, and ``.engine_reason`` why not Arrow.
+    ``"arrow"`` refuses a job it cannot take; ``"spark"`` always uses the UDF path.
     """
     from runlake import _context, fluent
     from runlake.client import RunlakeClient
+    from runlake.spark.table_job import ArrowJob, NotEligible, prepare_arrow_job
     from runlake.spark.udf import udf
 
-    check_job(input, output, input_format, output_format, mode)
+    check_job(input, output, input_format, output_format, mode, engine)
     if mode == "error" and _exists(spark, output):
         raise InvalidArgument(
             f"{output} already exists; pass mode 'overwrite' or 'append'", field="output"
         )
     df, in_fmt, in_version = _read(spark, input, input_format, input_version)
     model = udf(spark, model_uri, result_type)
-    scored = _with_prediction(df, model, output_col)
+    names = _check_inputs(df, model)
+    scored = _with_prediction(df, model, output_col, names)
+    arrow: ArrowJob | None = None
+    not_arrow: str | None = None
+    if engine != "spark":
+        try:
+            arrow = prepare_arrow_job(
+                spark, df=df, scored=scored, model=model, names=names, input=input,
+                input_format=in_fmt, input_version=in_version, output=output,  # type: ignore[arg-type]
+                output_format=output_format, mode=mode,
+            )  # fmt: skip
+        except NotEligible as exc:
+            if engine == "arrow":
+                raise InvalidArgument(f"the Arrow engine cannot run this job: {exc}",
+                                      field="engine") from None  # fmt: skip
+            not_arrow = str(exc)
     mv = model.staged.version
     client = RunlakeClient()
     tags: dict[str, Any] = {
@@ -228,7 +261,10 @@ def score_table(
         f"{TAG}output": output,
         f"{TAG}output_format": output_format,
         f"{TAG}mode": mode,
+        f"{TAG}engine": "arrow" if arrow is not None else "spark",
     }
+    if not_arrow is not None:
+        tags[f"{TAG}engine_reason"] = not_arrow
     if in_version is not None:
         tags[f"{TAG}input_version"] = in_version
     if mv is not None:
@@ -242,18 +278,13 @@ def score_table(
     run_id = run.info.run_id
     client.flush()
     started = time.monotonic()
+    meta = json.dumps({"runlake_run_id": run_id, "model_uri": model_uri})
     try:
-        rows = df.count()  # 1:1 with the output; metadata-only for Delta and Parquet
-        writer = scored.write.mode(mode)
-        if output_format == "delta":
-            meta = json.dumps({"runlake_run_id": run_id, "model_uri": model_uri})
-            writer.format("delta").option("userMetadata", meta).save(output)
-            out_version, written_by = _delta_version(spark, output)
-            if written_by is None or run_id not in written_by:
-                raise RunlakeError(f"{output}: its latest commit is not this job's")
+        if arrow is not None:
+            rows, out_version = arrow.run(spark, run_id, meta)
         else:
-            writer.parquet(output)
-            out_version = None
+            rows, out_version = _spark_write(spark, df, scored, output, output_format, mode,
+                                             meta, run_id)  # fmt: skip
         duration = time.monotonic() - started
     except BaseException as exc:
         client.log_batch(run_id, tags={f"{TAG}error": f"{type(exc).__name__}: {exc}"[:8000]})
@@ -275,4 +306,22 @@ def score_table(
         model_version=mv.version if mv is not None else None,
         input=input, input_format=in_fmt, input_version=in_version,
         output=output, output_format=output_format, output_version=out_version,
+        engine="arrow" if arrow is not None else "spark",
     )  # fmt: skip
+
+
+def _spark_write(
+    spark: SparkSession, df: DataFrame, scored: DataFrame, output: str, output_format: str,
+    mode: str, meta: str, run_id: str,
+) -> tuple[int, int | None]:  # fmt: skip
+    """The UDF path: Spark reads, the pandas UDF scores, Spark writes; (rows, version)."""
+    rows = df.count()  # 1:1 with the output; metadata-only for Delta and Parquet
+    writer = scored.write.mode(mode)
+    if output_format != "delta":
+        writer.parquet(output)
+        return rows, None
+    writer.format("delta").option("userMetadata", meta).save(output)
+    version, written_by = _delta_version(spark, output)
+    if written_by is None or run_id not in written_by:
+        raise RunlakeError(f"{output}: its latest commit is not this job's")
+    return rows, version

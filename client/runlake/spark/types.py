@@ -21,7 +21,7 @@ from runlake.models.schema import ColSpec, DataType, Schema, TensorSpec
 if TYPE_CHECKING:
     from pyspark.sql import types as T
 
-__all__ = ["parse_result_type", "result_type_for", "shape_output"]
+__all__ = ["parse_result_type", "result_type_for", "same_columns", "shape_output"]
 
 
 def _scalar(t: DataType) -> T.DataType:
@@ -186,3 +186,12 @@ def shape_output(pred: Any, t: T.DataType) -> pd.Series | pd.DataFrame:
             )
         pred = pred.to_numpy() if isinstance(t, T.ArrayType) else pred.iloc[:, 0]
     return _column(pred, t)
+
+
+def same_columns(theirs: T.StructType, ours: T.StructType) -> str:
+    """How two schemas' columns differ by name and type (nullability aside); "" if not."""
+    a = {f.name: f.dataType.simpleString() for f in theirs.fields}
+    b = {f.name: f.dataType.simpleString() for f in ours.fields}
+    diff = [f"{n}: {a.get(n, 'missing')} vs {b.get(n, 'missing')}"
+            for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n)]  # fmt: skip
+    return "; ".join(diff)

@@ -1,4 +1,4 @@
-"""One local Spark (Delta, no Kafka or MinIO) for the sweep and scoring tests.
+"""One local Spark (Delta; MinIO on request) for the sweep and scoring tests.
 
 The JVM is launched with every connector jar on its class path (Delta, Kafka, S3A; jars
 only, no service started), so that the cluster tests' ``spark`` fixture can reuse this same
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from runlake_services.cluster import install_spark_jars, spark_session
+from runlake_services.cluster import MinioService, install_minio, install_spark_jars, spark_session
 from runlake_services.cluster.spark import spark_jars
-from runlake_services.embedded.process import ServerProcess
+from runlake_services.embedded.process import ServerProcess, free_port
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,3 +53,46 @@ def tracking(server: ServerProcess) -> Iterator[str]:
     yield server.uri
     runlake.set_tracking_uri(None)
     session.experiment_id = None
+
+
+@pytest.fixture(scope="session")
+def minio_bucket(
+    tmp_path_factory: pytest.TempPathFactory, local_spark: SparkSession
+) -> Iterator[MinioService]:
+    """A real MinIO on loopback, reachable from ``local_spark`` as ``s3a://<bucket>/``.
+
+    Its keys go on the running session's Hadoop configuration (as ``spark_session`` does
+    for S3), before any s3a:// path is opened.
+    """
+    install_minio()
+    service = MinioService(tmp_path_factory.mktemp("minio"), port=free_port())
+    service.start()
+    try:
+        s3 = service.s3_settings
+        hadoop = local_spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        for key, value in {
+            "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+            "fs.s3a.endpoint": s3.endpoint,
+            "fs.s3a.endpoint.region": s3.region,
+            "fs.s3a.path.style.access": "true",
+            "fs.s3a.connection.ssl.enabled": "false",
+            "fs.s3a.aws.credentials.provider":
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "fs.s3a.access.key": s3.access_key,
+            "fs.s3a.secret.key": s3.secret_key,
+        }.items():  # fmt: skip
+            hadoop.set(key, value)
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def s3_env(minio_bucket: MinioService, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The RUNLAKE_S3_* variables for the bucket; returns ``s3a://<bucket>``."""
+    s3 = minio_bucket.s3_settings
+    monkeypatch.setenv("RUNLAKE_S3_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("RUNLAKE_S3_ACCESS_KEY", s3.access_key)
+    monkeypatch.setenv("RUNLAKE_S3_SECRET_KEY", s3.secret_key)
+    monkeypatch.setenv("RUNLAKE_S3_REGION", s3.region)
+    return f"s3a://{s3.bucket}"

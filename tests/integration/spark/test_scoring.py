@@ -64,6 +64,7 @@ def test_score_a_delta_table_into_a_delta_table_with_lineage(
 
     assert (job.model_name, job.model_version, job.input_version) == (name, 2, 1)
     assert job.rows == 200 and job.output_version == 0
+    assert job.engine == "arrow"  # plain tables: the tasks read and write the files
     out = local_spark.read.format("delta").load(dst).toPandas().sort_values("id")
     expected = model.predict(data[["a", "b"]])
     np.testing.assert_allclose(out["prediction"].to_numpy(), expected, rtol=1e-12)
@@ -75,6 +76,7 @@ def test_score_a_delta_table_into_a_delta_table_with_lineage(
     assert tags["runlake.score.model_name"] == name and tags["runlake.score.model_version"] == "2"
     assert tags["runlake.score.input"] == src and tags["runlake.score.input_version"] == "1"
     assert tags["runlake.score.output"] == dst and tags["runlake.score.output_version"] == "0"
+    assert tags["runlake.score.engine"] == "arrow" and "runlake.score.engine_reason" not in tags
     mv = runlake.RunlakeClient().get_model_version(name, 2)
     assert tags["runlake.score.model_run_id"] == mv.run_id
     assert run.data.metrics["rows"] == 200 and run.data.metrics["duration_s"] > 0
