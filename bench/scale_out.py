@@ -19,6 +19,7 @@ started on loopback, and then:
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -52,6 +53,31 @@ def _log_end(uris: list[str]) -> str:
         resp = client._call(client._query.GetPosition, query_pb2.PositionRequest())
         token = later(token, resp.log_end)
     return token
+
+
+_BATCH = re.compile(
+    r"batch \d+: (\d+) records \(\d+ duplicates\) collect ([\d.]+)s fold ([\d.]+)s write ([\d.]+)s"
+)
+
+
+def _busy(log_path: str) -> tuple[int, float, float, float, int]:
+    """From the compactor's per-micro-batch log lines: records, collect, fold and write seconds.
+
+    Summed over the micro-batches that had records: the time the compactor spent working, as
+    opposed to waiting for its trigger or for data. Points over these seconds is the rate it
+    could sustain if it were never idle.
+    """
+    records, collect, fold, write, batches = 0, 0.0, 0.0, 0.0, 0
+    for line in Path(log_path).read_text(errors="replace").splitlines():
+        m = _BATCH.search(line)
+        if m is None or m.group(1) == "0":
+            continue
+        records += int(m.group(1))
+        collect, fold, write = (
+            collect + float(m.group(2)), fold + float(m.group(3)), write + float(m.group(4))
+        )  # fmt: skip
+        batches += 1
+    return records, collect, fold, write, batches
 
 
 def _label(partitions: int, gateways: int) -> str:
@@ -100,6 +126,15 @@ def _one(
             f"{caught_up - end:.1f} s after the last acknowledgement"
             + ("" if done else f" (gave up after {_CATCH_UP_S:.0f} s)")
         )
+        compactor_log = next(p.log for p in state.parts if p.name == "compactor")
+        records, collect, fold, write, batches = _busy(compactor_log)
+        busy = collect + fold + write
+        if batches:
+            compactor.detail.append(
+                f"runlake: {batches} micro-batches of {records:,} Kafka records busy for "
+                f"{busy:.1f} s (collect {collect:.1f}, fold {fold:.1f}, write {write:.1f}): "
+                f"{points / busy:,.0f} points/s while working"
+            )
         lags: list[float] = []
         if fresh:
             samples = ctx.pick(20, 100)

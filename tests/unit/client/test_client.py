@@ -265,3 +265,19 @@ def test_a_new_tracking_uri_forgets_the_active_experiment(fluent: Fakes) -> None
     assert session.experiment_id == "7"
     runlake.set_tracking_uri("grpc://127.0.0.1:1")
     assert session.experiment_id is None
+
+
+def test_session_client_follows_the_environment_until_a_uri_is_set(
+    fresh_session: _session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNLAKE_TRACKING_URI", "grpc://127.0.0.1:1")
+    first = fresh_session.client()
+    assert fresh_session.client() is first
+    monkeypatch.setenv("RUNLAKE_TRACKING_URI", "grpc://127.0.0.1:2")
+    second = fresh_session.client()
+    assert second is not first and second.tracking_uri == "grpc://127.0.0.1:2"
+    runlake.set_tracking_uri("grpc://127.0.0.1:3")
+    third = fresh_session.client()
+    assert third.tracking_uri == "grpc://127.0.0.1:3"
+    monkeypatch.setenv("RUNLAKE_TRACKING_URI", "grpc://127.0.0.1:4")  # the set URI wins
+    assert fresh_session.client() is third
