@@ -145,7 +145,8 @@ def spark_session(
 
     One JVM per Python process, and its class path is fixed when the first session launches
     it: a later call whose jars that JVM lacks raises ServiceError. A later call while a
-    session is active returns that session, with the S3 settings applied to it.
+    session is active returns that session, with the S3 settings applied to it (and, when
+    they differ from its earlier ones, Hadoop's per-bucket S3A cache turned off).
     """
     install_spark_jars()
     jars = spark_jars(kafka=kafka, s3=s3 is not None)
@@ -161,9 +162,17 @@ def spark_session(
     if active is not None:
         session = active
         hadoop = session.sparkContext._jsc.hadoopConfiguration()
+        changed = False
         for key, value in conf.items():
             if key.startswith("spark.hadoop."):
-                hadoop.set(key.removeprefix("spark.hadoop."), value)
+                name = key.removeprefix("spark.hadoop.")
+                old = hadoop.get(name)
+                changed = changed or (name.startswith("fs.s3a.") and old not in (None, value))
+                hadoop.set(name, value)
+        if changed:
+            # Hadoop caches one S3AFileSystem per bucket, built with the settings of its
+            # first use: without this, s3a://<bucket> would keep reaching the old endpoint.
+            hadoop.set("fs.s3a.impl.disable.cache", "true")
     else:
         if is_local(master):
             # Spark's own address lookup would pick a non-loopback interface and warn.

@@ -80,6 +80,9 @@ def minio_bucket(
                 "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
             "fs.s3a.access.key": s3.access_key,
             "fs.s3a.secret.key": s3.secret_key,
+            # the cluster tests' MinIO may have been reached through this session first, and
+            # Hadoop caches one S3AFileSystem per bucket name with its first settings
+            "fs.s3a.impl.disable.cache": "true",
         }.items():  # fmt: skip
             hadoop.set(key, value)
         yield service
