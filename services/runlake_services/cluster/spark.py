@@ -146,7 +146,7 @@ def spark_session(
     One JVM per Python process, and its class path is fixed when the first session launches
     it: a later call whose jars that JVM lacks raises ServiceError. A later call while a
     session is active returns that session, with the S3 settings applied to it (and, when
-    they differ from its earlier ones, Hadoop's per-bucket S3A cache turned off).
+    they name another endpoint than before, Hadoop's per-bucket S3A cache turned off).
     """
     install_spark_jars()
     jars = spark_jars(kafka=kafka, s3=s3 is not None)
@@ -162,14 +162,11 @@ def spark_session(
     if active is not None:
         session = active
         hadoop = session.sparkContext._jsc.hadoopConfiguration()
-        changed = False
+        endpoint = hadoop.get("fs.s3a.endpoint")
         for key, value in conf.items():
             if key.startswith("spark.hadoop."):
-                name = key.removeprefix("spark.hadoop.")
-                old = hadoop.get(name)
-                changed = changed or (name.startswith("fs.s3a.") and old not in (None, value))
-                hadoop.set(name, value)
-        if changed:
+                hadoop.set(key.removeprefix("spark.hadoop."), value)
+        if endpoint not in (None, hadoop.get("fs.s3a.endpoint")):
             # Hadoop caches one S3AFileSystem per bucket, built with the settings of its
             # first use: without this, s3a://<bucket> would keep reaching the old endpoint.
             hadoop.set("fs.s3a.impl.disable.cache", "true")

@@ -61,30 +61,16 @@ def minio_bucket(
 ) -> Iterator[MinioService]:
     """A real MinIO on loopback, reachable from ``local_spark`` as ``s3a://<bucket>/``.
 
-    Its keys go on the running session's Hadoop configuration (as ``spark_session`` does
-    for S3), before any s3a:// path is opened.
+    Its keys go on the running session's Hadoop configuration by ``spark_session``, before
+    any s3a:// path is opened.
     """
     install_minio()
     service = MinioService(tmp_path_factory.mktemp("minio"), port=free_port())
     service.start()
     try:
-        s3 = service.s3_settings
-        hadoop = local_spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-        for key, value in {
-            "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-            "fs.s3a.endpoint": s3.endpoint,
-            "fs.s3a.endpoint.region": s3.region,
-            "fs.s3a.path.style.access": "true",
-            "fs.s3a.connection.ssl.enabled": "false",
-            "fs.s3a.aws.credentials.provider":
-                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-            "fs.s3a.access.key": s3.access_key,
-            "fs.s3a.secret.key": s3.secret_key,
-            # the cluster tests' MinIO may have been reached through this session first, and
-            # Hadoop caches one S3AFileSystem per bucket name with its first settings
-            "fs.s3a.impl.disable.cache": "true",
-        }.items():  # fmt: skip
-            hadoop.set(key, value)
+        # the product's own path for a running session: its keys, and Hadoop's S3A cache
+        # turned off when the cluster tests' MinIO was reached through this session first
+        spark_session("runlake-spark-tests", s3=service.s3_settings, kafka=True)
         yield service
     finally:
         service.stop()
