@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -20,6 +19,8 @@ import runlake.spark
 from runlake.cli.app import app
 from runlake.errors import InvalidArgument
 from typer.testing import CliRunner
+
+from tests.integration.spark.scoring_models import CountsLoads, Verdict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -98,14 +99,6 @@ def test_score_a_delta_table_into_a_delta_table_with_lineage(
     assert local_spark.read.parquet(dst + "_v0").count() == 50
 
 
-class Verdict(runlake.pyfunc.PythonModel):
-    """Two outputs: a label and a score."""
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        score = model_input["a"] * 2.0
-        return pd.DataFrame({"label": np.where(score > 0, "pos", "neg"), "score": score})
-
-
 def test_a_multi_output_model_gives_a_struct_column(
     local_spark: SparkSession, tracking: str
 ) -> None:
@@ -121,26 +114,12 @@ def test_a_multi_output_model_gives_a_struct_column(
     assert rows["label"].tolist() == np.where(data["a"] > 0, "pos", "neg").tolist()
 
 
-class CountsLoads(runlake.pyfunc.PythonModel):
-    """Appends its process id to a file each time it is loaded."""
-
-    def __init__(self, log: str) -> None:
-        self.log = log
-
-    def load_context(self, context: Any) -> None:
-        with open(self.log, "a") as f:
-            f.write(f"{os.getpid()}\n")
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        return np.asarray(model_input["a"], dtype=float) + 1.0
-
-
 def test_the_model_is_loaded_once_per_python_worker(
     local_spark: SparkSession, tracking: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "loads.txt"
     with runlake.start_run():
-        info = runlake.pyfunc.log_model(CountsLoads(str(log)), "m",
+        info = runlake.pyfunc.log_model(CountsLoads(str(log), shift=1.0), "m",
                                         input_example=pd.DataFrame({"a": [1.0]}))  # fmt: skip
     log.write_text("")  # log_model loaded it once to infer the output
     df = local_spark.range(0, 4000, numPartitions=16).selectExpr("cast(id as double) as a")

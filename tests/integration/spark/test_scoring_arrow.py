@@ -29,6 +29,8 @@ from pyarrow import fs as pafs
 from runlake.errors import InvalidArgument
 from runlake.spark.locations import locate
 
+from tests.integration.spark.scoring_models import CountsLoads, Verdict
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -128,14 +130,6 @@ def test_the_arrow_engine_writes_what_the_spark_engine_writes(
         s.toPandas().sort_values("id").reset_index(drop=True),
     )
     assert runlake.get_run(slow.run_id).data.tags["runlake.score.engine"] == "spark"
-
-
-class Verdict(runlake.pyfunc.PythonModel):
-    """Two outputs: a label and a score."""
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        score = model_input["a"] * 2.0
-        return pd.DataFrame({"label": np.where(score > 0, "pos", "neg"), "score": score})
 
 
 def test_a_multi_output_model_writes_a_struct_column(
@@ -283,26 +277,12 @@ def test_tables_the_arrow_engine_cannot_read_go_to_spark(
     np.testing.assert_allclose(out["prediction"], model.predict(data[["a", "b"]]), rtol=1e-12)
 
 
-class CountsLoads(runlake.pyfunc.PythonModel):
-    """Appends its process id to a file each time it is loaded."""
-
-    def __init__(self, log: str) -> None:
-        self.log = log
-
-    def load_context(self, context: Any) -> None:
-        with open(self.log, "a") as f:
-            f.write(f"{os.getpid()}\n")
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        return np.asarray(model_input["a"], dtype=float) * 3.0
-
-
 def test_the_model_is_loaded_once_per_python_worker(
     local_spark: SparkSession, tracking: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "loads.txt"
     with runlake.start_run():
-        info = runlake.pyfunc.log_model(CountsLoads(str(log)), "m",
+        info = runlake.pyfunc.log_model(CountsLoads(str(log), scale=3.0), "m",
                                         input_example=pd.DataFrame({"a": [1.0]}))  # fmt: skip
     log.write_text("")
     src = str(tmp_path / "in")
