@@ -14,6 +14,7 @@ needs an S3 store).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any, BinaryIO
 
 import grpc
 
+from runlake._wire import bytes_field, sole_bytes_field
 from runlake.artifact_paths import check_artifact_path, join_artifact_path
 from runlake.errors import InvalidArgument, NotFound, RunlakeError
 from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -33,6 +35,9 @@ from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
 __all__ = ["ArtifactTransfer", "FileInfo", "artifact_mode"]
 
 CHUNK = 1024 * 1024
+# The field numbers of the data in UploadChunk and DownloadChunk (artifacts.proto).
+_UPLOAD_DATA = artifacts_pb2.UploadChunk.DATA_FIELD_NUMBER
+_DOWNLOAD_DATA = artifacts_pb2.DownloadChunk.DATA_FIELD_NUMBER
 _HTTP_TIMEOUT_S = 300
 #: A direct upload larger than this asks for its URLs to last an hour (the most) instead of
 #: the default 15 minutes: at 20 MB/s a GiB takes a minute, a multipart upload many more.
@@ -91,15 +96,29 @@ def _chunks(path: Path, digest: Any, sizes: list[int]) -> Iterator[bytes]:
 
 
 class ArtifactTransfer:
-    """The artifact calls of one client; ``call`` maps gRPC errors to runlake errors."""
+    """The artifact calls of one client; ``call`` maps gRPC errors to runlake errors.
+
+    Upload and Download carry encoded messages (bytes) rather than message objects, so the
+    data chunks skip protobuf's copies (``runlake._wire``); the messages are the same.
+    """
 
     def __init__(
         self,
-        stub: artifacts_pb2_grpc.ArtifactsStub,
+        channel: grpc.Channel,
         metadata: Any,
         error: Callable[[grpc.RpcError], RunlakeError],
     ) -> None:
-        self._stub = stub
+        self._stub = artifacts_pb2_grpc.ArtifactsStub(channel)
+        self._upload = channel.stream_unary(
+            "/runlake.v1.Artifacts/Upload",
+            request_serializer=None,
+            response_deserializer=artifacts_pb2.UploadResponse.FromString,
+        )
+        self._download = channel.unary_stream(
+            "/runlake.v1.Artifacts/Download",
+            request_serializer=artifacts_pb2.DownloadRequest.SerializeToString,
+            response_deserializer=None,
+        )
         self._metadata = metadata
         self._error = error
 
@@ -120,17 +139,15 @@ class ArtifactTransfer:
         digest = hashlib.sha256()
         sizes = [0]
 
-        def messages() -> Iterator[artifacts_pb2.UploadChunk]:
-            yield artifacts_pb2.UploadChunk(
-                header=artifacts_pb2.UploadHeader(run_id=run_id, path=path)
-            )
+        def messages() -> Iterator[bytes]:
+            header = artifacts_pb2.UploadHeader(run_id=run_id, path=path)
+            yield artifacts_pb2.UploadChunk(header=header).SerializeToString()
             for chunk in _chunks(local, digest, sizes):
-                yield artifacts_pb2.UploadChunk(data=chunk)
-            yield artifacts_pb2.UploadChunk(
-                trailer=artifacts_pb2.UploadTrailer(size=sizes[0], sha256=digest.hexdigest())
-            )
+                yield bytes_field(_UPLOAD_DATA, chunk)
+            trailer = artifacts_pb2.UploadTrailer(size=sizes[0], sha256=digest.hexdigest())
+            yield artifacts_pb2.UploadChunk(trailer=trailer).SerializeToString()
 
-        response: artifacts_pb2.UploadResponse = self._call(self._stub.Upload, messages())
+        response: artifacts_pb2.UploadResponse = self._call(self._upload, messages())
         return response
 
     def _upload_direct(self, run_id: str, local: Path, path: str) -> artifacts_pb2.UploadResponse:
@@ -218,6 +235,7 @@ class ArtifactTransfer:
         return base
 
     def _download_file(self, run_id: str, path: str, out: Path) -> None:
+        """Download one file to ``out``, through a ``.part`` file renamed when complete."""
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
         try:
@@ -228,19 +246,59 @@ class ArtifactTransfer:
                         artifacts_pb2.CreateUrlRequest(run_id=run_id, path=path),
                     ).url
                     with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as resp:
+                        size = int(resp.headers.get("Content-Length") or -1)
+                        _reserve(f, size, out)
                         while chunk := resp.read(CHUNK):
                             f.write(chunk)
                 else:
-                    req = artifacts_pb2.DownloadRequest(run_id=run_id, path=path)
-                    try:
-                        for chunk in self._call(self._stub.Download, req):
-                            f.write(chunk.data)
-                    except grpc.RpcError as exc:
-                        raise self._error(exc) from None
+                    size = self._download_stream(run_id, path, f, out)
+                if size >= 0 and f.tell() != size:
+                    raise RunlakeError(
+                        f"the download of {path!r} ended after {f.tell()} of {size} bytes",
+                        field="path",
+                    )
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _download_stream(self, run_id: str, path: str, f: BinaryIO, out: Path) -> int:
+        """Stream the file into ``f``; its size, as the first chunk announced it."""
+        size = -1
+        req = artifacts_pb2.DownloadRequest(run_id=run_id, path=path)
+        try:
+            for message in self._call(self._download, req):
+                data: bytes | memoryview | None = sole_bytes_field(message, _DOWNLOAD_DATA)
+                if data is None:  # the first chunk also carries the size: protobuf parses it
+                    chunk = artifacts_pb2.DownloadChunk.FromString(message)
+                    if size < 0:
+                        size = chunk.size
+                        _reserve(f, size, out)
+                    data = chunk.data
+                f.write(data)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return size
+
+
+def _reserve(f: BinaryIO, size: int, out: Path) -> None:
+    """Allocate the file's blocks before the bytes arrive, where the filesystem can.
+
+    A download that cannot fit fails at once instead of after streaming most of it, and
+    writing into allocated blocks is cheaper than allocating them a page at a time (ext4:
+    512 MiB written in a fresh directory took 0.07 s of CPU instead of 0.1 to 0.7 s).
+    """
+    if size <= 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise RunlakeError(
+                f"no room for {size} bytes in {str(out.parent)!r}: {exc.strerror}",
+                field="dst_path",
+            ) from None
+        # a filesystem that cannot preallocate (EOPNOTSUPP, EINVAL): write as it comes
 
 
 def dict_bytes(data: Any, artifact_file: str) -> bytes:

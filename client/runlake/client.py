@@ -40,7 +40,6 @@ from runlake.entities import (
 from runlake.errors import InvalidArgument, NotFound, RunlakeError, Unavailable, from_grpc
 from runlake.positions import later
 from runlake.v1 import (
-    artifacts_pb2_grpc,
     events_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
@@ -109,8 +108,9 @@ class RunlakeClient(RegistryMixin):
     @property
     def _artifacts(self) -> _artifacts.ArtifactTransfer:
         if self._artifact_transfer is None:
-            stub = artifacts_pb2_grpc.ArtifactsStub(channel(self.tracking_uri))
-            self._artifact_transfer = _artifacts.ArtifactTransfer(stub, self._metadata, self._error)
+            self._artifact_transfer = _artifacts.ArtifactTransfer(
+                channel(self.tracking_uri), self._metadata, self._error
+            )
         return self._artifact_transfer
 
     def _read(self) -> query_pb2.ReadOptions:

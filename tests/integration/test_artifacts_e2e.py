@@ -60,6 +60,52 @@ def test_log_list_download_round_trip(
     assert "layers:" in Path(client.download_artifacts(run_id, "config.yaml")).read_text()
 
 
+def test_clients_built_from_the_proto_alone_upload_and_download(
+    stub: artifacts_pb2_grpc.ArtifactsStub, client: runlake.RunlakeClient, run_id: str
+) -> None:
+    """The SDK frames chunks itself; a client generated from artifacts.proto sees the same."""
+    blob = os.urandom(2 * 1024 * 1024 + 5)
+
+    def msgs() -> Iterator[artifacts_pb2.UploadChunk]:
+        yield artifacts_pb2.UploadChunk(
+            header=artifacts_pb2.UploadHeader(run_id=run_id, path="gen/blob.bin")
+        )
+        for i in range(0, len(blob), 1024 * 1024):
+            yield artifacts_pb2.UploadChunk(data=blob[i : i + 1024 * 1024])
+        yield artifacts_pb2.UploadChunk(
+            trailer=artifacts_pb2.UploadTrailer(
+                size=len(blob), sha256=hashlib.sha256(blob).hexdigest()
+            )
+        )
+
+    resp = stub.Upload(msgs())
+    assert (resp.path, resp.size) == ("gen/blob.bin", len(blob))
+    chunks = list(stub.Download(artifacts_pb2.DownloadRequest(run_id=run_id, path="gen/blob.bin")))
+    assert chunks[0].size == len(blob) and all(c.size == 0 for c in chunks[1:])
+    assert b"".join(c.data for c in chunks) == blob
+    # and what the SDK uploads, the generated client reads back
+    client.log_text(run_id, "sdk", "gen/sdk.txt")
+    got = stub.Download(artifacts_pb2.DownloadRequest(run_id=run_id, path="gen/sdk.txt"))
+    assert [(c.data, c.size) for c in got] == [(b"sdk", 3)]
+
+
+def test_an_upload_message_that_is_not_protobuf_is_refused(
+    server: ServerProcess, client: runlake.RunlakeClient, run_id: str
+) -> None:
+    upload = grpc.insecure_channel(server.uri[len("grpc://") :]).stream_unary(
+        "/runlake.v1.Artifacts/Upload", request_serializer=None, response_deserializer=None
+    )
+    header = artifacts_pb2.UploadChunk(
+        header=artifacts_pb2.UploadHeader(run_id=run_id, path="junk.bin")
+    ).SerializeToString()
+    for messages, field in (([b"\xff\xff"], "chunks[0]"), ([header, b"\x12\x05ab"], "chunks[1]")):
+        with pytest.raises(grpc.RpcError) as err:
+            upload(iter(messages))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (err.value.details() or "")
+    assert _names(client, run_id) == []
+
+
 def test_every_stored_file_is_in_the_audit_trail_with_its_digest(
     client: runlake.RunlakeClient, run_id: str, tmp_path: Path
 ) -> None:
@@ -319,3 +365,21 @@ def test_a_client_killed_mid_upload_leaves_nothing(
         time.sleep(0.1)
     assert _names(client, run_id) == []
     assert client.sql(f"SELECT * FROM artifacts WHERE run_id = '{run_id}'").empty
+
+
+def test_a_download_that_cannot_fit_fails_at_once_and_leaves_nothing(
+    server: ServerProcess, client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    """The file's room is taken before the bytes come, so "no room" is known at the start."""
+    from tests.integration.transfer_memory import download_with_small_file_limit
+
+    src = tmp_path / "blob.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    client.log_artifact(run_id, str(src), "big")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    error, field = download_with_small_file_limit(
+        server.uri, run_id, "big/blob.bin", dst, "proxied"
+    )
+    assert field == "dst_path" and "no room for 3145728 bytes" in error
+    assert list(dst.iterdir()) == []  # neither the file nor its .part

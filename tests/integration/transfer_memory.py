@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Growth", "make_sparse_file", "measure_transfer"]
+__all__ = ["Growth", "download_with_small_file_limit", "make_sparse_file", "measure_transfer"]
 
 _SCRIPT = r"""
 import json, os, sys, tempfile
@@ -85,3 +85,40 @@ def measure_transfer(
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     return Growth(got["run_id"], got["up"][0], got["up"][1], got["down"][0], got["down"][1])
+
+
+_DOWNLOAD_UNDER_A_FILE_LIMIT = r"""
+import json, resource, signal, sys
+import runlake
+from runlake.errors import RunlakeError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-limit write fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files of at most 1 MiB
+c = runlake.RunlakeClient(sys.argv[1])
+try:
+    c.download_artifacts(sys.argv[2], sys.argv[3], sys.argv[4])
+    print(json.dumps(["", ""]))
+except RunlakeError as exc:
+    print(json.dumps([str(exc), exc.field]))
+"""
+
+
+def download_with_small_file_limit(
+    uri: str, run_id: str, path: str, dst: Path, mode: str
+) -> tuple[str, str]:
+    """Download in a process that may write files of at most 1 MiB; (error, field) it got.
+
+    RLIMIT_FSIZE stands in for a full disk: preallocating past it fails with EFBIG as
+    preallocating past the free space fails with ENOSPC.
+    """
+    import os
+
+    out = subprocess.run(
+        [sys.executable, "-c", _DOWNLOAD_UNDER_A_FILE_LIMIT, uri, run_id, path, str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RUNLAKE_ARTIFACT_MODE": mode},
+        check=True,
+    )
+    error, field = json.loads(out.stdout.strip().splitlines()[-1])
+    return str(error), str(field)

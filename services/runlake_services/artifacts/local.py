@@ -49,7 +49,9 @@ class LocalArtifactStore:
             raise InvalidArgument(f"{key!r} resolves outside the artifact root", field="path")
         return path
 
-    def put(self, key: str, chunks: Iterable[bytes], verify: Verify | None = None) -> Stored:
+    def put(
+        self, key: str, chunks: Iterable[bytes | memoryview], verify: Verify | None = None
+    ) -> Stored:
         final = self._path(key)
         tmp = self._root / _STAGING / uuid.uuid4().hex
         digest = hashlib.sha256()

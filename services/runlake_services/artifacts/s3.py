@@ -77,7 +77,9 @@ class S3ArtifactStore:
         check_artifact_path(key, allow_root=allow_root)
         return "/".join(p for p in (self._prefix, key) if p)
 
-    def put(self, key: str, chunks: Iterable[bytes], verify: Verify | None = None) -> Stored:
+    def put(
+        self, key: str, chunks: Iterable[bytes | memoryview], verify: Verify | None = None
+    ) -> Stored:
         writer = MultipartWriter(
             self._client,
             self._bucket,

@@ -183,7 +183,7 @@ class MultipartWriter:
 
     # -- filling --
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         view = memoryview(chunk)
         while view:
             if self._buf is None:

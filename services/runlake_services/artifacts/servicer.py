@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+from runlake._wire import bytes_field, sole_bytes_field
 from runlake.artifact_paths import check_artifact_path
 from runlake.errors import Conflict, InvalidArgument, NotFound, RunlakeError
 from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -25,13 +28,59 @@ from runlake_services.artifacts.store import ArtifactStore, key_within
 from runlake_services.eventlog import Catalog
 from runlake_services.gateway.servicer import Ingestor, abort, user_of
 
-__all__ = ["ArtifactsServicer", "RunRoots"]
+__all__ = ["ArtifactsServicer", "RunRoots", "add_artifacts_servicer"]
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_EXPIRY_S = 15 * 60
 _MAX_EXPIRY_S = 60 * 60
 _MAX_CHUNK = 4 * 1024 * 1024
+_UPLOAD_DATA = artifacts_pb2.UploadChunk.DATA_FIELD_NUMBER
+_DOWNLOAD_DATA = artifacts_pb2.DownloadChunk.DATA_FIELD_NUMBER
+
+
+_SERVICE = artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"]
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_artifacts_servicer(servicer: ArtifactsServicer, server: grpc.Server) -> None:
+    """Serve ``servicer`` on ``server``; Upload and Download take and give encoded messages.
+
+    Their data chunks are framed by ``runlake._wire`` instead of protobuf (the bytes on the
+    wire are the same), so those two have no request, resp. response, codec here. The table
+    is built from the service's descriptor, as the generated ``add_…_to_server`` builds it.
+    """
+    handlers = {}
+    for method in _SERVICE.methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=None if method.name == "Upload" else request.FromString,
+            response_serializer=None if method.name == "Download" else response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_SERVICE.full_name, handlers),)
+    )
+
+
+def _upload_part(message: bytes, i: int) -> tuple[str | None, object]:
+    """The oneof part an encoded UploadChunk holds, and its value (a data chunk uncopied)."""
+    data = sole_bytes_field(message, _UPLOAD_DATA)
+    if data is not None:
+        return "data", data
+    try:
+        chunk = artifacts_pb2.UploadChunk.FromString(message)
+    except DecodeError:
+        raise InvalidArgument("not an UploadChunk message", field=f"chunks[{i}]") from None
+    part = chunk.WhichOneof("part")
+    return part, getattr(chunk, part) if part else None
 
 
 @dataclass(frozen=True)
@@ -88,32 +137,34 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
         self._store = roots.store
         self._ingestor = ingestor
 
-    def Upload(
-        self, request_iterator: Iterator[artifacts_pb2.UploadChunk], context: grpc.ServicerContext
+    # Upload and Download are served with the framing of ``add_artifacts_servicer``: they
+    # take and give encoded messages, not the message objects the generated base declares.
+    def Upload(  # type: ignore[override]
+        self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> artifacts_pb2.UploadResponse:
         path = ""
         try:
             first = next(request_iterator, None)
-            if first is None or first.WhichOneof("part") != "header":
+            part, header = _upload_part(first, 0) if first is not None else (None, None)
+            if part != "header" or not isinstance(header, artifacts_pb2.UploadHeader):
                 raise InvalidArgument("the first message must be the header", field="header")
-            header = first.header
             path = header.path
             key = self._roots.key(header.run_id, header.path, for_write=True)
             trailer: list[artifacts_pb2.UploadTrailer] = []
 
-            def data() -> Iterator[bytes]:
+            def data() -> Iterator[bytes | memoryview]:
                 for i, msg in enumerate(request_iterator, start=1):
-                    part = msg.WhichOneof("part")
-                    if part == "data":
+                    part, value = _upload_part(msg, i)
+                    if isinstance(value, memoryview):
                         if trailer:
                             raise InvalidArgument("data after the trailer", field=f"chunks[{i}]")
-                        if len(msg.data) > _MAX_CHUNK:
+                        if len(value) > _MAX_CHUNK:
                             raise InvalidArgument(
-                                f"{len(msg.data)} bytes; at most {_MAX_CHUNK}", field=f"chunks[{i}]"
+                                f"{len(value)} bytes; at most {_MAX_CHUNK}", field=f"chunks[{i}]"
                             )
-                        yield msg.data
-                    elif part == "trailer":
-                        trailer.append(msg.trailer)
+                        yield value
+                    elif isinstance(value, artifacts_pb2.UploadTrailer):
+                        trailer.append(value)
                     else:
                         raise InvalidArgument(f"unexpected {part} part", field=f"chunks[{i}]")
 
@@ -145,9 +196,9 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             log.info("upload of %r cancelled by the client", path)
             return artifacts_pb2.UploadResponse()
 
-    def Download(
+    def Download(  # type: ignore[override]
         self, request: artifacts_pb2.DownloadRequest, context: grpc.ServicerContext
-    ) -> Iterator[artifacts_pb2.DownloadChunk]:
+    ) -> Iterator[bytes]:
         try:
             key = self._roots.key(request.run_id, request.path, for_write=False)
             size, chunks = self._store.get(key)
@@ -155,10 +206,13 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             abort(context, exc)
         first = True
         for chunk in chunks:
-            yield artifacts_pb2.DownloadChunk(data=chunk, size=size if first else 0)
-            first = False
+            if first:  # the first chunk also carries the file's size
+                yield artifacts_pb2.DownloadChunk(data=chunk, size=size).SerializeToString()
+                first = False
+            else:
+                yield bytes_field(_DOWNLOAD_DATA, chunk)
         if first:  # an empty file still answers once, with its size
-            yield artifacts_pb2.DownloadChunk(size=0)
+            yield artifacts_pb2.DownloadChunk(size=size).SerializeToString()
 
     def ListArtifacts(
         self, request: artifacts_pb2.ListArtifactsRequest, context: grpc.ServicerContext

@@ -63,7 +63,9 @@ class ArtifactStore(Protocol):
         """The URI keys are relative to (``file:///…`` or ``s3://bucket/prefix``)."""
         ...
 
-    def put(self, key: str, chunks: Iterable[bytes], verify: Verify | None = None) -> Stored:
+    def put(
+        self, key: str, chunks: Iterable[bytes | memoryview], verify: Verify | None = None
+    ) -> Stored:
         """Store the bytes of ``chunks`` under ``key``, visible only once complete and verified."""
         ...
 

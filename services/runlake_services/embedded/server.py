@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from runlake.v1 import artifacts_pb2_grpc, gateway_pb2_grpc, query_pb2_grpc
+from runlake.v1 import gateway_pb2_grpc, query_pb2_grpc
 
-from runlake_services.artifacts.servicer import ArtifactsServicer, RunRoots
+from runlake_services.artifacts.servicer import ArtifactsServicer, RunRoots, add_artifacts_servicer
 from runlake_services.artifacts.store import open_artifact_store
 from runlake_services.compactor import EmbeddedCompactor
 from runlake_services.embedded.config import ServerConfig
@@ -122,9 +122,7 @@ class EmbeddedServer:
             ),
             server,
         )
-        artifacts_pb2_grpc.add_ArtifactsServicer_to_server(
-            ArtifactsServicer(RunRoots(log.catalog, store), ingestor), server
-        )
+        add_artifacts_servicer(ArtifactsServicer(RunRoots(log.catalog, store), ingestor), server)
         port = server.add_insecure_port(f"{config.host}:{config.port}")
         if port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")

@@ -19,9 +19,9 @@ from typing import Any
 
 import grpc
 from runlake.errors import InvalidArgument
-from runlake.v1 import artifacts_pb2_grpc, events_pb2, gateway_pb2_grpc
+from runlake.v1 import events_pb2, gateway_pb2_grpc
 
-from runlake_services.artifacts.servicer import ArtifactsServicer, RunRoots
+from runlake_services.artifacts.servicer import ArtifactsServicer, RunRoots, add_artifacts_servicer
 from runlake_services.artifacts.store import open_artifact_store
 from runlake_services.embedded.http import HealthServer
 from runlake_services.eventlog import EventLog, open_event_log
@@ -125,7 +125,7 @@ class GatewayServer:
                 # GetPosition's log end: everything in the log, whoever wrote it (`sync`)
                 end = kafka.log_end if kafka is not None else log.end_position
                 server.add_generic_rpc_handlers((query_proxy(channels[-1], lambda: str(end())),))
-            artifacts_pb2_grpc.add_ArtifactsServicer_to_server(
+            add_artifacts_servicer(
                 ArtifactsServicer(RunRoots(log.catalog, store, catch_up), ingestor), server
             )
             port = server.add_insecure_port(f"{config.host}:{config.port}")
