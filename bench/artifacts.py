@@ -5,7 +5,7 @@ bytes. Raw: the python minio client's ``fput_object``/``fget_object`` of the sam
 from this process. runlake: a worker process calls ``RunlakeClient.log_artifact`` and
 ``download_artifacts`` against ``runlake server --artifacts-destination s3://…``, once
 proxied (bytes stream through the gateway's gRPC service) and once direct (presigned URLs
-from the gateway, bytes straight to MinIO). Five rounds, each one raw transfer then one
+from the gateway, bytes straight to MinIO). Nine rounds, each one raw transfer then one
 proxied and one direct, so a change in the machine's background load hits all three alike;
 the medians are compared. Target: ≥ 0.8x the raw client's MB/s.
 """
@@ -21,7 +21,7 @@ from bench.common import Ctx, Row, run_worker, runlake_env
 from bench.servers import RunlakeServer
 
 NAME = "artifacts"
-_REPS = 5
+_REPS = 9
 
 WORKER = """
 import os, statistics, tempfile

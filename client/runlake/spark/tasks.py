@@ -32,8 +32,11 @@ if TYPE_CHECKING:
 __all__ = ["TaskSpec", "Unit", "WrittenFile", "conform", "predictions_to_arrow", "score_unit"]
 
 #: rows per batch handed to the model: large enough that per-call costs (the DataFrame, the
-#: signature check, sklearn's input validation) vanish, small enough to stay in cache
-BATCH_ROWS = 65_536
+#: signature check, sklearn's input validation) vanish; 8 MiB of float32 features a batch
+#: for 8 columns. Measured on 10M rows of a 100-tree GradientBoostingRegressor: predict in
+#: the tasks took 5% more CPU than one predict over all rows with 65,536-row batches, the
+#: same with 262,144 (1M-row batches were no faster).
+BATCH_ROWS = 262_144
 #: rows per output row group (pyarrow's own default maximum)
 ROW_GROUP_ROWS = 1 << 20
 
