@@ -144,17 +144,23 @@ class _TorchImpl:
         torch = _torch()
         frame = isinstance(data, pd.DataFrame)
         if frame:
-            arr: Any = data.to_numpy(dtype=np.float32)
+            arr: Any = _writable(data.to_numpy(dtype=np.float32))
         elif isinstance(data, dict):
-            arr = {k: torch.as_tensor(np.asarray(v)) for k, v in data.items()}
+            arr = {k: torch.as_tensor(_writable(np.asarray(v))) for k, v in data.items()}
         else:
-            arr = np.asarray(data)
+            arr = _writable(np.asarray(data))
         no_grad = getattr(torch, "no_grad", contextlib.nullcontext)
         with no_grad():
             out = self.raw_model(arr if isinstance(arr, dict) else torch.as_tensor(arr))
         if hasattr(out, "detach"):
             out = out.detach().cpu().numpy()
         return pd.DataFrame(out) if frame else out
+
+
+def _writable(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``arr``, copied if read-only: a tensor shares its array's memory and torch warns
+    (undefined behaviour if written) on a read-only one, which pandas' copy-on-write gives."""
+    return arr if arr.flags.writeable else arr.copy()
 
 
 def _load_pyfunc(
