@@ -89,6 +89,29 @@ def test_clients_built_from_the_proto_alone_upload_and_download(
     assert [(c.data, c.size) for c in got] == [(b"sdk", 3)]
 
 
+def test_upload_chunks_read_as_protobuf_reads_them(
+    server: ServerProcess, client: runlake.RunlakeClient, run_id: str, tmp_path: Path
+) -> None:
+    """Chunks the gateway frames by hand and chunks it leaves to protobuf store alike."""
+    upload = grpc.insecure_channel(server.uri[len("grpc://") :]).stream_unary(
+        "/runlake.v1.Artifacts/Upload", request_serializer=None, response_deserializer=None
+    )
+    header = artifacts_pb2.UploadChunk(
+        header=artifacts_pb2.UploadHeader(run_id=run_id, path="odd.bin")
+    ).SerializeToString()
+    plain = artifacts_pb2.UploadChunk(data=b"abc").SerializeToString()
+    unknown_field = plain + b"\x28\x01"  # field 5, a varint: a newer client's, say
+    trailer = artifacts_pb2.UploadChunk(
+        trailer=artifacts_pb2.UploadTrailer(size=6, sha256=hashlib.sha256(b"abcabc").hexdigest())
+    ).SerializeToString()
+    resp = artifacts_pb2.UploadResponse.FromString(
+        upload(iter([header, plain, unknown_field, trailer]))
+    )
+    assert (resp.path, resp.size) == ("odd.bin", 6)
+    got = Path(client.download_artifacts(run_id, "odd.bin", str(tmp_path)))
+    assert got.read_bytes() == b"abcabc"
+
+
 def test_an_upload_message_that_is_not_protobuf_is_refused(
     server: ServerProcess, client: runlake.RunlakeClient, run_id: str
 ) -> None:

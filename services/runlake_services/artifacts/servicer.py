@@ -71,7 +71,12 @@ def add_artifacts_servicer(servicer: ArtifactsServicer, server: grpc.Server) -> 
 
 
 def _upload_part(message: bytes, i: int) -> tuple[str | None, object]:
-    """The oneof part an encoded UploadChunk holds, and its value (a data chunk uncopied)."""
+    """The oneof part an encoded UploadChunk holds, and its value.
+
+    A chunk that is only its data (what the SDK and protobuf's own encoders write) comes back
+    as a view into the message, uncopied; anything else is parsed by protobuf, so a chunk
+    with fields this gateway does not know (a newer client's) still reads as its data.
+    """
     data = sole_bytes_field(message, _UPLOAD_DATA)
     if data is not None:
         return "data", data
@@ -155,7 +160,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             def data() -> Iterator[bytes | memoryview]:
                 for i, msg in enumerate(request_iterator, start=1):
                     part, value = _upload_part(msg, i)
-                    if isinstance(value, memoryview):
+                    if part == "data" and isinstance(value, bytes | memoryview):
                         if trailer:
                             raise InvalidArgument("data after the trailer", field=f"chunks[{i}]")
                         if len(value) > _MAX_CHUNK:
