@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import grpc
 
 from runlake._preallocate import NoRoom, reserve
-from runlake._wire import bytes_field, sole_bytes_field
+from runlake._wire import DOWNLOAD_DATA, UPLOAD_DATA, bytes_field, sole_bytes_field
 from runlake.artifact_paths import check_artifact_path, join_artifact_path
 from runlake.errors import InvalidArgument, NotFound, RunlakeError
 from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -35,9 +35,6 @@ from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
 __all__ = ["ArtifactTransfer", "FileInfo", "artifact_mode"]
 
 CHUNK = 1024 * 1024
-# The field numbers of the data in UploadChunk and DownloadChunk (artifacts.proto).
-_UPLOAD_DATA = artifacts_pb2.UploadChunk.DATA_FIELD_NUMBER
-_DOWNLOAD_DATA = artifacts_pb2.DownloadChunk.DATA_FIELD_NUMBER
 _HTTP_TIMEOUT_S = 300
 #: A direct upload larger than this asks for its URLs to last an hour (the most) instead of
 #: the default 15 minutes: at 20 MB/s a GiB takes a minute, a multipart upload many more.
@@ -143,7 +140,7 @@ class ArtifactTransfer:
             header = artifacts_pb2.UploadHeader(run_id=run_id, path=path)
             yield artifacts_pb2.UploadChunk(header=header).SerializeToString()
             for chunk in _chunks(local, digest, sizes):
-                yield bytes_field(_UPLOAD_DATA, chunk)
+                yield bytes_field(UPLOAD_DATA, chunk)
             trailer = artifacts_pb2.UploadTrailer(size=sizes[0], sha256=digest.hexdigest())
             yield artifacts_pb2.UploadChunk(trailer=trailer).SerializeToString()
 
@@ -268,7 +265,7 @@ class ArtifactTransfer:
         req = artifacts_pb2.DownloadRequest(run_id=run_id, path=path)
         try:
             for message in self._call(self._download, req):
-                data: bytes | memoryview | None = sole_bytes_field(message, _DOWNLOAD_DATA)
+                data: bytes | memoryview | None = sole_bytes_field(message, DOWNLOAD_DATA)
                 if data is None:  # the first chunk also carries the size: protobuf parses it
                     chunk = artifacts_pb2.DownloadChunk.FromString(message)
                     if size < 0:

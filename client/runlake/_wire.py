@@ -12,8 +12,13 @@ through protobuf as usual.
 
 from __future__ import annotations
 
-__all__ = ["bytes_field", "sole_bytes_field"]
+from runlake.v1 import artifacts_pb2
 
+__all__ = ["DOWNLOAD_DATA", "UPLOAD_DATA", "bytes_field", "sole_bytes_field"]
+
+#: the field numbers of the data in UploadChunk and DownloadChunk (artifacts.proto)
+UPLOAD_DATA = artifacts_pb2.UploadChunk.DATA_FIELD_NUMBER
+DOWNLOAD_DATA = artifacts_pb2.DownloadChunk.DATA_FIELD_NUMBER
 _LENGTH_DELIMITED = 2
 
 

@@ -89,16 +89,23 @@ def test_clients_built_from_the_proto_alone_upload_and_download(
     assert [(c.data, c.size) for c in got] == [(b"sdk", 3)]
 
 
+def _raw_upload(server: ServerProcess) -> grpc.StreamUnaryMultiCallable:
+    """Upload on a channel of its own, messages sent as given (bytes), past the SDK."""
+    return grpc.insecure_channel(server.uri[len("grpc://") :]).stream_unary(
+        "/runlake.v1.Artifacts/Upload", request_serializer=None, response_deserializer=None
+    )
+
+
+def _encoded_header(run_id: str, path: str) -> bytes:
+    header = artifacts_pb2.UploadHeader(run_id=run_id, path=path)
+    return artifacts_pb2.UploadChunk(header=header).SerializeToString()
+
+
 def test_upload_chunks_read_as_protobuf_reads_them(
     server: ServerProcess, client: runlake.RunlakeClient, run_id: str, tmp_path: Path
 ) -> None:
     """Chunks the gateway frames by hand and chunks it leaves to protobuf store alike."""
-    upload = grpc.insecure_channel(server.uri[len("grpc://") :]).stream_unary(
-        "/runlake.v1.Artifacts/Upload", request_serializer=None, response_deserializer=None
-    )
-    header = artifacts_pb2.UploadChunk(
-        header=artifacts_pb2.UploadHeader(run_id=run_id, path="odd.bin")
-    ).SerializeToString()
+    upload, header = _raw_upload(server), _encoded_header(run_id, "odd.bin")
     plain = artifacts_pb2.UploadChunk(data=b"abc").SerializeToString()
     unknown_field = plain + b"\x28\x01"  # field 5, a varint: a newer client's, say
     trailer = artifacts_pb2.UploadChunk(
@@ -115,12 +122,7 @@ def test_upload_chunks_read_as_protobuf_reads_them(
 def test_an_upload_message_that_is_not_protobuf_is_refused(
     server: ServerProcess, client: runlake.RunlakeClient, run_id: str
 ) -> None:
-    upload = grpc.insecure_channel(server.uri[len("grpc://") :]).stream_unary(
-        "/runlake.v1.Artifacts/Upload", request_serializer=None, response_deserializer=None
-    )
-    header = artifacts_pb2.UploadChunk(
-        header=artifacts_pb2.UploadHeader(run_id=run_id, path="junk.bin")
-    ).SerializeToString()
+    upload, header = _raw_upload(server), _encoded_header(run_id, "junk.bin")
     for messages, field in (([b"\xff\xff"], "chunks[0]"), ([header, b"\x12\x05ab"], "chunks[1]")):
         with pytest.raises(grpc.RpcError) as err:
             upload(iter(messages))
@@ -396,13 +398,6 @@ def test_a_download_that_cannot_fit_fails_at_once_and_leaves_nothing(
     """The file's room is taken before the bytes come, so "no room" is known at the start."""
     from tests.integration.transfer_memory import download_with_small_file_limit
 
-    src = tmp_path / "blob.bin"
-    src.write_bytes(os.urandom(3 * 1024 * 1024))
-    client.log_artifact(run_id, str(src), "big")
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    error, field = download_with_small_file_limit(
-        server.uri, run_id, "big/blob.bin", dst, "proxied"
-    )
+    error, field, left = download_with_small_file_limit(client, run_id, tmp_path, "proxied")
     assert field == "dst_path" and "no room for 3145728 bytes" in error
-    assert list(dst.iterdir()) == []  # neither the file nor its .part
+    assert left == []  # neither the file nor its .part

@@ -1,18 +1,25 @@
-"""Peak memory of the client and the server while one large artifact goes up and comes back.
+"""Artifact transfers run in a fresh client process, for what only a process shows.
 
-The transfer runs in a fresh client process, which measures itself and the server: before
+Peak memory of the client and the server while one large artifact goes up and comes back:
+the transfer runs in a fresh client process, which measures itself and the server: before
 each direction it resets both processes' peak RSS (``/proc/PID/clear_refs``, Linux) and
 notes their RSS, and afterwards it reads the peaks (``VmHWM``). The peak is the kernel's
-own high-water mark, so a short spike between samples cannot be missed.
+own high-water mark, so a short spike between samples cannot be missed. And a download
+under a file-size limit, which stands in for a full disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import runlake
 
 __all__ = ["Growth", "download_with_small_file_limit", "make_sparse_file", "measure_transfer"]
 
@@ -103,17 +110,22 @@ except RunlakeError as exc:
 
 
 def download_with_small_file_limit(
-    uri: str, run_id: str, path: str, dst: Path, mode: str
-) -> tuple[str, str]:
-    """Download in a process that may write files of at most 1 MiB; (error, field) it got.
+    client: runlake.RunlakeClient, run_id: str, tmp_path: Path, mode: str
+) -> tuple[str, str, list[Path]]:
+    """Log a 3 MiB artifact, then download it in a process that may write at most 1 MiB a file.
 
+    (the error it got, the error's field, what the download left in its directory).
     RLIMIT_FSIZE stands in for a full disk: preallocating past it fails with EFBIG as
     preallocating past the free space fails with ENOSPC.
     """
-    import os
-
+    src = tmp_path / "blob.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    client.log_artifact(run_id, str(src), "big")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    script = [_DOWNLOAD_UNDER_A_FILE_LIMIT, client.tracking_uri, run_id, "big/blob.bin", str(dst)]
     out = subprocess.run(
-        [sys.executable, "-c", _DOWNLOAD_UNDER_A_FILE_LIMIT, uri, run_id, path, str(dst)],
+        [sys.executable, "-c", *script],
         capture_output=True,
         text=True,
         timeout=120,
@@ -121,4 +133,4 @@ def download_with_small_file_limit(
         check=True,
     )
     error, field = json.loads(out.stdout.strip().splitlines()[-1])
-    return str(error), str(field)
+    return str(error), str(field), list(dst.iterdir())

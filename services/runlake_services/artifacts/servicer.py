@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
-from runlake._wire import bytes_field, sole_bytes_field
+from runlake._wire import DOWNLOAD_DATA, UPLOAD_DATA, bytes_field, sole_bytes_field
 from runlake.artifact_paths import check_artifact_path
 from runlake.errors import Conflict, InvalidArgument, NotFound, RunlakeError
 from runlake.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 _DEFAULT_EXPIRY_S = 15 * 60
 _MAX_EXPIRY_S = 60 * 60
 _MAX_CHUNK = 4 * 1024 * 1024
-_UPLOAD_DATA = artifacts_pb2.UploadChunk.DATA_FIELD_NUMBER
-_DOWNLOAD_DATA = artifacts_pb2.DownloadChunk.DATA_FIELD_NUMBER
-
 
 _SERVICE = artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"]
 _HANDLER_KINDS = {
@@ -77,7 +74,7 @@ def _upload_part(message: bytes, i: int) -> tuple[str | None, object]:
     as a view into the message, uncopied; anything else is parsed by protobuf, so a chunk
     with fields this gateway does not know (a newer client's) still reads as its data.
     """
-    data = sole_bytes_field(message, _UPLOAD_DATA)
+    data = sole_bytes_field(message, UPLOAD_DATA)
     if data is not None:
         return "data", data
     try:
@@ -215,7 +212,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
                 yield artifacts_pb2.DownloadChunk(data=chunk, size=size).SerializeToString()
                 first = False
             else:
-                yield bytes_field(_DOWNLOAD_DATA, chunk)
+                yield bytes_field(DOWNLOAD_DATA, chunk)
         if first:  # an empty file still answers once, with its size
             yield artifacts_pb2.DownloadChunk(size=size).SerializeToString()
 

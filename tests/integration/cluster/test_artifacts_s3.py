@@ -83,14 +83,9 @@ def test_a_download_that_cannot_fit_fails_at_once(
 
     client = runlake.RunlakeClient(s3_server.uri)
     run_id = client.create_run("0", run_name=f"no-room-{mode}").info.run_id
-    src = tmp_path / "blob.bin"
-    src.write_bytes(os.urandom(3 * 1024 * 1024))
-    client.log_artifact(run_id, str(src), "big")
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    error, field = download_with_small_file_limit(s3_server.uri, run_id, "big/blob.bin", dst, mode)
+    error, field, left = download_with_small_file_limit(client, run_id, tmp_path, mode)
     assert field == "dst_path" and "no room for 3145728 bytes" in error
-    assert list(dst.iterdir()) == []
+    assert left == []
 
 
 def test_direct_commit_of_nothing_is_refused(

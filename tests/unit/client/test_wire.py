@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from runlake._wire import DOWNLOAD_DATA as _DOWNLOAD
+from runlake._wire import UPLOAD_DATA as _UPLOAD
 from runlake._wire import bytes_field, sole_bytes_field
 from runlake.v1 import artifacts_pb2
-
-_DOWNLOAD = artifacts_pb2.DownloadChunk.DATA_FIELD_NUMBER
-_UPLOAD = artifacts_pb2.UploadChunk.DATA_FIELD_NUMBER
 
 
 @given(st.binary(max_size=70_000))
