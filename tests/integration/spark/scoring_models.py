@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 import cloudpickle
@@ -26,12 +27,25 @@ class Verdict(runlake.pyfunc.PythonModel):
 class CountsLoads(runlake.pyfunc.PythonModel):
     """Scores ``a * scale + shift``; appends its process id to a file each time it is loaded."""
 
-    def __init__(self, log: str, *, scale: float = 1.0, shift: float = 0.0) -> None:
-        self.log, self.scale, self.shift = log, scale, shift
+    def __init__(
+        self, log: str, *, scale: float = 1.0, shift: float = 0.0, load_s: float = 0.0
+    ) -> None:
+        self.log, self.scale, self.shift, self.load_s = log, scale, shift, load_s
 
     def load_context(self, context: Any) -> None:
+        time.sleep(getattr(self, "load_s", 0.0))  # a model that takes a while to load
         with open(self.log, "a") as f:
             f.write(f"{os.getpid()}\n")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         return np.asarray(model_input["a"], dtype=float) * self.scale + self.shift
+
+
+class FailsToLoad(runlake.pyfunc.PythonModel):
+    """A model whose load raises (a library missing on the executors, say)."""
+
+    def load_context(self, context: Any) -> None:
+        raise RuntimeError("this model cannot load here")
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return np.zeros(len(model_input))
