@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runlake_services.cluster import class_data
 from runlake_services.cluster.scripts import ServiceError, runlake_dir
 from runlake_services.cluster.services import S3Settings, install_spark_jars
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["is_local", "spark_conf", "spark_jars", "spark_session"]
+__all__ = ["class_data_dir", "is_local", "spark_conf", "spark_jars", "spark_session"]
 
 # Jar groups by artifact name; anything not named here (Delta and its deps) is always used.
 _KAFKA_JARS = (
@@ -177,13 +178,49 @@ def spark_session(
         # PySpark starts its Python workers with $PYSPARK_PYTHON (default: python3 on the
         # PATH), not spark.pyspark.python: without this, UDFs would run outside this venv.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        partial = _with_class_data(conf)
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
+        if partial is not None:
+            jvm = session.sparkContext._jvm
+            assert jvm is not None
+            class_data.note_recording(
+                partial, int(jvm.java.lang.ProcessHandle.current().pid()),
+                str(jvm.java.lang.System.getProperty("java.class.path")),
+            )  # fmt: skip
     if s3 is not None:
         _set_s3a_keys(session, s3)
     return session
+
+
+def class_data_dir() -> Path | None:
+    """Where the driver JVM's class-data archives live; None when RUNLAKE_SPARK_CLASS_DATA=off."""
+    setting = os.environ.get("RUNLAKE_SPARK_CLASS_DATA", "").strip()
+    if setting.lower() in ("off", "0", "false", "no"):
+        return None
+    return Path(setting) if setting else runlake_dir() / "spark" / "class-data"
+
+
+def _with_class_data(conf: dict[str, str]) -> Path | None:
+    """Add the class-data archive options to the driver's; the partial archive it records."""
+    import pyspark
+
+    folder, java = class_data_dir(), class_data.java_binary()
+    if folder is None or java is None:
+        return None
+    key = class_data.archive_key(
+        java, conf.get("spark.driver.extraClassPath", ""), Path(pyspark.__file__).parent / "jars"
+    )
+    user = conf.get("spark.driver.extraJavaOptions", "")
+    try:
+        options, partial = class_data.archive_options(folder, key, user)
+    except OSError:  # a read-only checkout, a full disk: start without it
+        return None
+    if options:
+        conf["spark.driver.extraJavaOptions"] = f"{user} {options}".strip()
+    return partial
 
 
 def _check_jvm_class_path(jars: list[Path]) -> None:

@@ -1,0 +1,46 @@
+"""The driver JVM's class-data archive: the first session records it, the next ones map it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SESSION = """
+import sys
+from runlake_services.cluster import spark_session
+log, table = sys.argv[1], sys.argv[2]
+spark = spark_session("class-data-test", extra_conf={
+    "spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={log}"})
+spark.range(5).write.format("delta").mode("overwrite").save(table)
+assert spark.read.format("delta").load(table).count() == 5
+spark.stop()
+"""
+
+
+def _session(tmp_path: Path, name: str) -> str:
+    """Run one session in its own process (one JVM each); what its JVM logged of class loads."""
+    log = tmp_path / f"{name}.log"
+    env = {**os.environ, "RUNLAKE_SPARK_CLASS_DATA": str(tmp_path / "cds")}
+    subprocess.run([sys.executable, "-c", SESSION, str(log), str(tmp_path / "t")], env=env,
+                   check=True, timeout=300, capture_output=True)  # fmt: skip
+    return log.read_text()
+
+
+def _from_archive(log: str) -> list[str]:
+    """The Delta classes the JVM mapped from the dynamic (runlake's) archive."""
+    top = "shared objects file (top)"
+    return [
+        line for line in log.splitlines() if "org.apache.spark.sql.delta." in line and top in line
+    ]
+
+
+def test_the_second_session_maps_the_classes_the_first_one_recorded(tmp_path: Path) -> None:
+    first = _session(tmp_path, "first")
+    assert _from_archive(first) == []  # nothing to map yet: this one records
+    second = _session(tmp_path, "second")
+    mapped = _from_archive(second)
+    assert len(mapped) > 100, second[-2000:]
+    archives = list((tmp_path / "cds").glob("*.jsa"))
+    assert len(archives) == 1 and list((tmp_path / "cds").glob("*.partial*")) == []
