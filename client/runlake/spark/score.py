@@ -19,7 +19,6 @@ import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
-from uuid import uuid4
 
 from runlake.errors import InvalidArgument, RunlakeError
 from runlake.models.schema import ColSpec, DataType
@@ -223,55 +222,18 @@ def score_table(
     run's ``runlake.score.engine`` tag says which, and ``.engine_reason`` why not Arrow.
     ``"arrow"`` refuses a job it cannot take; ``"spark"`` always uses the UDF path.
     """
+    from runlake import _context, fluent
+    from runlake.client import RunlakeClient
+    from runlake.spark.table_job import ArrowJob, NotEligible, prepare_arrow_job
     from runlake.spark.udf import udf
-    from runlake.spark.warmup import start_workers
 
     check_job(input, output, input_format, output_format, mode, engine)
     if mode == "error" and _exists(spark, output):
         raise InvalidArgument(
             f"{output} already exists; pass mode 'overwrite' or 'append'", field="output"
         )
-    model = udf(spark, model_uri, result_type)
-    # The Python workers start (and load the model) while the JVM reads the input's schema.
-    warm = (
-        start_workers(
-            spark.sparkContext, model.staged.shipped, f"runlake-score-warmup-{uuid4().hex[:16]}"
-        )
-        if engine != "spark"
-        else None
-    )
-    try:
-        return _score_table(spark, model, model_uri, input, output, input_format=input_format,
-                            output_format=output_format, mode=mode, input_version=input_version,
-                            output_col=output_col, experiment_id=experiment_id,
-                            run_name=run_name, engine=engine)  # fmt: skip
-    finally:
-        if warm is not None:
-            warm.stop(spark.sparkContext)
-
-
-def _score_table(
-    spark: SparkSession,
-    model: ModelUdf,
-    model_uri: str,
-    input: str,
-    output: str,
-    *,
-    input_format: Format,
-    output_format: Literal["delta", "parquet"],
-    mode: WriteMode,
-    input_version: int | None,
-    output_col: str,
-    experiment_id: str | None,
-    run_name: str | None,
-    engine: Engine,
-) -> ScoringJob:
-    """score_table once the model is staged: plan, record the run, run the job."""
-    from runlake import _context, fluent
-    from runlake.client import RunlakeClient
-    from runlake.spark.table_job import ArrowJob, NotEligible, prepare_arrow_job
-
     df, in_fmt, in_version = _read(spark, input, input_format, input_version)
+    model = udf(spark, model_uri, result_type)
     names = _check_inputs(df, model)
     scored = _with_prediction(df, model, output_col, names)
     arrow: ArrowJob | None = None

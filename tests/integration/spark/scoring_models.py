@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 import cloudpickle
@@ -27,13 +26,10 @@ class Verdict(runlake.pyfunc.PythonModel):
 class CountsLoads(runlake.pyfunc.PythonModel):
     """Scores ``a * scale + shift``; appends its process id to a file each time it is loaded."""
 
-    def __init__(
-        self, log: str, *, scale: float = 1.0, shift: float = 0.0, load_s: float = 0.0
-    ) -> None:
-        self.log, self.scale, self.shift, self.load_s = log, scale, shift, load_s
+    def __init__(self, log: str, *, scale: float = 1.0, shift: float = 0.0) -> None:
+        self.log, self.scale, self.shift = log, scale, shift
 
     def load_context(self, context: Any) -> None:
-        time.sleep(getattr(self, "load_s", 0.0))  # a model that takes a while to load
         with open(self.log, "a") as f:
             f.write(f"{os.getpid()}\n")
 

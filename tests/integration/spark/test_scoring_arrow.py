@@ -297,32 +297,7 @@ def test_the_model_is_loaded_once_per_python_worker(
     assert pids and len(pids) == len(set(pids)), f"a worker loaded the model twice: {pids}"
 
 
-def test_the_workers_load_the_model_before_the_job_needs_them(
-    local_spark: SparkSession, tracking: str, tmp_path: Path
-) -> None:
-    """While the driver plans, one task per core starts a Python worker and loads the model
-    (decision 0015): a one-file table, which the job scores in one task, still finds the model
-    loaded in a worker of each core, and the job's own task loads it no more."""
-    log = tmp_path / "loads.txt"
-    with runlake.start_run():
-        info = runlake.pyfunc.log_model(CountsLoads(str(log), scale=2.0, load_s=1.0), "m",
-                                        input_example=pd.DataFrame({"a": [1.0]}))  # fmt: skip
-    log.write_text("")
-    src = str(tmp_path / "in")
-    local_spark.range(0, 100, numPartitions=1).selectExpr("cast(id as double) as a") \
-        .write.parquet(src)  # fmt: skip
-    job = runlake.spark.score_table(local_spark, info.model_uri, src, str(tmp_path / "out"),
-                                    output_format="parquet")  # fmt: skip
-    assert job.engine == "arrow" and job.rows == 100
-    total = local_spark.read.parquet(str(tmp_path / "out")).agg({"prediction": "sum"}).first()
-    assert total is not None and total[0] == 2 * sum(range(100))
-    pids = log.read_text().split()
-    cores = local_spark.sparkContext.defaultParallelism
-    assert len(pids) == len(set(pids)) == cores, pids
-    assert local_spark.sparkContext.statusTracker().getActiveJobsIds() == []
-
-
-def test_a_model_that_cannot_load_fails_the_job_once_and_stops_every_task(
+def test_a_model_that_cannot_load_fails_the_job_and_leaves_nothing_running(
     local_spark: SparkSession, tracking: str, tmp_path: Path
 ) -> None:
     with runlake.start_run():
