@@ -23,8 +23,9 @@ Measured in separate worker processes, one after the other, on the same files:
   table-to-table command; runlake's figure includes writing its output, MLflow's does not);
 - **ceiling**: runlake's cold job with a model that does no work (``DummyRegressor``);
 - **end to end**: ``runlake score`` itself, timed from its process's start to its exit, with
-  the job's own duration as its run records it; beside it the same scoring without Spark in
-  one process (read the table, load the model, predict, write Parquet).
+  the job's own duration as its run records it, and once more with the JVM's class-data
+  archive off; beside it the same scoring without Spark in one process (read the table,
+  load the model, predict, write Parquet).
 
 Every process has OMP/BLAS threads at 1, and CPU seconds are read per process (JVM,
 Python workers, driver). Targets: runlake ≥ 0.8x predict per core used (2 cores: ≥ 1.6x
@@ -268,6 +269,11 @@ def run(ctx: Ctx) -> list[Row]:
                              "--input", args["data"], "--output", str(tmp / "cli"),
                              "--print", "json"], _env(runlake_env()))  # fmt: skip
         cli_job = json.loads(out)[0]
+        ctx.say("scoring: runlake score again, its JVM without the class-data archive")
+        off = {**_env(runlake_env()), "RUNLAKE_SPARK_CLASS_DATA": "off"}
+        cli_off_s, _ = _timed([cli, "--tracking-uri", server.uri, "score", "--model", args["model"],
+                               "--input", args["data"], "--output", str(tmp / "cli-off"),
+                               "--print", "json"], off)  # fmt: skip
         plain_s, _ = _timed([sys.executable, "-c", PLAIN, args["model"], args["data"],
                              str(tmp / "plain.parquet")], _env(runlake_env()))  # fmt: skip
     cold, warm = jobs["cold"], jobs["warm"]
@@ -311,8 +317,9 @@ def run(ctx: Ctx) -> list[Row]:
         f"the job as its run records it (duration_s: from the Spark job's start to the commit): "
         f"{job_s:.2f} s, {n / job_s:,.0f} rows/s, {n / job_s / CORES / single_rate:.2f}x predict "
         f"per core; the other {cli_s - job_s:.1f} s: the interpreter and the JVM's start (the "
-        f"class-data archive mapped), reading the input's schema while the Python workers start "
-        f"and load the model, and the exit",
+        f"class-data archive mapped), reading the input's schema, staging the model, creating "
+        f"the run, and the exit",
+        f"with the JVM's class-data archive off (RUNLAKE_SPARK_CLASS_DATA=off): {cli_off_s:.2f} s",
         f"the same in one process without Spark (read the table, load the model, predict, "
         f"write Parquet): {plain_s:.2f} s; runlake score is {plain_s / cli_s:.2f}x as fast",
     ]
