@@ -55,7 +55,8 @@ def _execute(key: str, bc: Broadcast[bytes], spec: TrialSpec) -> TrialOutcome:
 def default_spark(parallelism: int, master: str | None = None) -> SparkSession:
     """The active SparkSession, else a new one: ``master`` or local with ``parallelism`` cores.
 
-    A local session binds loopback only and runs its Python workers on this interpreter.
+    A local session binds loopback only and runs its Python workers on this interpreter;
+    its JVM maps the class-data archive ``spark_session`` uses (decision 0020).
     """
     from pyspark.sql import SparkSession
 
@@ -65,20 +66,28 @@ def default_spark(parallelism: int, master: str | None = None) -> SparkSession:
     import os
     import sys
 
+    from runlake_services.cluster.spark import add_class_data, note_class_data
+
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers in this environment
-    return (
-        SparkSession.builder.master(master or f"local[{parallelism}]")
-        .appName("runlake-sweep")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.log.level", "WARN")
-        .config("spark.pyspark.python", sys.executable)
-        .config("spark.pyspark.driver.python", sys.executable)
-        .getOrCreate()
-    )
+    conf = {
+        "spark.master": master or f"local[{parallelism}]",
+        "spark.app.name": "runlake-sweep",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": "WARN",
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+    }
+    partial = add_class_data(conf)  # the JVM starts in ~3 s, not ~4.7 (decision 0020)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    note_class_data(session, partial)
+    return session
 
 
 class SparkTrialRunner:

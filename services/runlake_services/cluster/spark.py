@@ -23,7 +23,15 @@ from runlake_services.cluster.services import S3Settings, install_spark_jars
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["class_data_dir", "is_local", "spark_conf", "spark_jars", "spark_session"]
+__all__ = [
+    "add_class_data",
+    "class_data_dir",
+    "is_local",
+    "note_class_data",
+    "spark_conf",
+    "spark_jars",
+    "spark_session",
+]
 
 # Jar groups by artifact name; anything not named here (Delta and its deps) is always used.
 _KAFKA_JARS = (
@@ -178,18 +186,12 @@ def spark_session(
         # PySpark starts its Python workers with $PYSPARK_PYTHON (default: python3 on the
         # PATH), not spark.pyspark.python: without this, UDFs would run outside this venv.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        partial = _with_class_data(conf)
+        partial = add_class_data(conf)
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-        if partial is not None:
-            jvm = session.sparkContext._jvm
-            assert jvm is not None
-            class_data.note_recording(
-                partial, int(jvm.java.lang.ProcessHandle.current().pid()),
-                str(jvm.java.lang.System.getProperty("java.class.path")),
-            )  # fmt: skip
+        note_class_data(session, partial)
     if s3 is not None:
         _set_s3a_keys(session, s3)
     return session
@@ -203,8 +205,13 @@ def class_data_dir() -> Path | None:
     return Path(setting) if setting else runlake_dir() / "spark" / "class-data"
 
 
-def _with_class_data(conf: dict[str, str]) -> Path | None:
-    """Add the class-data archive options to the driver's; the partial archive it records."""
+def add_class_data(conf: dict[str, str]) -> Path | None:
+    """Add the class-data archive's options to the driver's, for a JVM not yet launched.
+
+    Returns the partial archive this session's JVM records, if it does: hand it, with the
+    session, to :func:`note_class_data`. Any session builder can use the pair (the sweeps'
+    default session does).
+    """
     import pyspark
 
     folder, java = class_data_dir(), class_data.java_binary()
@@ -221,6 +228,18 @@ def _with_class_data(conf: dict[str, str]) -> Path | None:
     if options:
         conf["spark.driver.extraJavaOptions"] = f"{user} {options}".strip()
     return partial
+
+
+def note_class_data(session: SparkSession, partial: Path | None) -> None:
+    """Beside a recording: the JVM's pid and exact class path, which the check needs."""
+    if partial is None:
+        return
+    jvm = session.sparkContext._jvm
+    assert jvm is not None
+    class_data.note_recording(
+        partial, int(jvm.java.lang.ProcessHandle.current().pid()),
+        str(jvm.java.lang.System.getProperty("java.class.path")),
+    )  # fmt: skip
 
 
 def _check_jvm_class_path(jars: list[Path]) -> None:

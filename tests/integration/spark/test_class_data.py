@@ -44,3 +44,27 @@ def test_the_second_session_maps_the_classes_the_first_one_recorded(tmp_path: Pa
     assert len(mapped) > 100, second[-2000:]
     archives = list((tmp_path / "cds").glob("*.jsa"))
     assert len(archives) == 1 and list((tmp_path / "cds").glob("*.partial*")) == []
+
+
+SWEEP_SESSION = """
+from runlake.sweeps.executor import default_spark
+spark = default_spark(2)
+assert spark.sparkContext.parallelize(range(4), 2).map(lambda x: x * 2).sum() == 12
+spark.stop()
+"""
+
+
+def test_the_sweeps_default_session_maps_it_too(tmp_path: Path) -> None:
+    """``runlake.sweep`` without an active session builds its own: the same archive protocol."""
+    mapped = []
+    for name in ("first", "second"):
+        # every JVM of the process (the launcher's too) logs to a file of its own
+        logs = f"-Xlog:class+load=info:file={tmp_path}/{name}-%p.log"
+        env = {**os.environ, "RUNLAKE_SPARK_CLASS_DATA": str(tmp_path / "cds"),
+               "JAVA_TOOL_OPTIONS": logs}  # fmt: skip
+        subprocess.run([sys.executable, "-c", SWEEP_SESSION], env=env, check=True, timeout=300,
+                       capture_output=True)  # fmt: skip
+        lines = "\n".join(p.read_text() for p in tmp_path.glob(f"{name}-*.log")).splitlines()
+        top = "shared objects file (top)"
+        mapped.append([ln for ln in lines if "org.apache.spark." in ln and top in ln])
+    assert mapped[0] == [] and len(mapped[1]) > 100
