@@ -20,7 +20,8 @@ One archive per key: the java binary and the class path the session asks for.
   up: ``<key>.unsupported``.
 
 A user's own ``-Xshare``/archive options in ``spark.driver.extraJavaOptions`` win: nothing is
-added then.
+added then. The JVM's CDS log is turned off (it writes warnings to stdout); a user's own
+``-Xlog`` options come after runlake's, so they win too.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ __all__ = ["archive_options", "note_recording", "promote"]
 MAX_FAILURES = 3
 _OWN_FLAGS = ("-Xshare", "SharedArchiveFile", "ArchiveClassesAtExit")
 _CHECK_TIMEOUT_S = 60
+#: the JVM logs CDS warnings to stdout (hundreds of lines as it writes an archive: classes it
+#: cannot store), which would land in a command's own output (``runlake sweep -o json``)
+_QUIET = "-Xlog:cds*=off"
 
 
 def java_binary() -> Path | None:
@@ -68,11 +72,11 @@ def archive_options(folder: Path, key: str, user_options: str) -> tuple[str, Pat
     promote(folder, key)
     final = folder / f"{key}.jsa"
     if _usable(final):
-        return f"-XX:SharedArchiveFile={final}", None
+        return f"-XX:SharedArchiveFile={final} {_QUIET}", None
     if (folder / f"{key}.unsupported").exists() or _recording(folder, key):
         return "", None
     partial = folder / f"{key}.{uuid.uuid4().hex[:12]}.partial"
-    return f"-XX:ArchiveClassesAtExit={partial}", partial
+    return f"-XX:ArchiveClassesAtExit={partial} {_QUIET}", partial
 
 
 def note_recording(partial: Path, pid: int, class_path: str) -> None:

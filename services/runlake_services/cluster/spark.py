@@ -226,7 +226,7 @@ def add_class_data(conf: dict[str, str]) -> Path | None:
     except OSError:  # a read-only checkout, a full disk: start without it
         return None
     if options:
-        conf["spark.driver.extraJavaOptions"] = f"{user} {options}".strip()
+        conf["spark.driver.extraJavaOptions"] = f"{options} {user}".strip()  # the user's last
     return partial
 
 

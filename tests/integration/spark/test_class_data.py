@@ -23,8 +23,11 @@ def _session(tmp_path: Path, name: str) -> str:
     """Run one session in its own process (one JVM each); what its JVM logged of class loads."""
     log = tmp_path / f"{name}.log"
     env = {**os.environ, "RUNLAKE_SPARK_CLASS_DATA": str(tmp_path / "cds")}
-    subprocess.run([sys.executable, "-c", SESSION, str(log), str(tmp_path / "t")], env=env,
-                   check=True, timeout=300, capture_output=True)  # fmt: skip
+    cmd = [sys.executable, "-c", SESSION, str(log), str(tmp_path / "t")]
+    proc = subprocess.run(cmd, env=env, check=True, timeout=300, capture_output=True, text=True)
+    # the JVM logs CDS warnings to stdout while it writes an archive: none may reach a
+    # command's own output (``runlake sweep -o json``)
+    assert proc.stdout == "", proc.stdout[:2000]
     return log.read_text()
 
 
@@ -62,8 +65,9 @@ def test_the_sweeps_default_session_maps_it_too(tmp_path: Path) -> None:
         logs = f"-Xlog:class+load=info:file={tmp_path}/{name}-%p.log"
         env = {**os.environ, "RUNLAKE_SPARK_CLASS_DATA": str(tmp_path / "cds"),
                "JAVA_TOOL_OPTIONS": logs}  # fmt: skip
-        subprocess.run([sys.executable, "-c", SWEEP_SESSION], env=env, check=True, timeout=300,
-                       capture_output=True)  # fmt: skip
+        proc = subprocess.run([sys.executable, "-c", SWEEP_SESSION], env=env, check=True,
+                              timeout=300, capture_output=True, text=True)  # fmt: skip
+        assert proc.stdout == "", proc.stdout[:2000]
         lines = "\n".join(p.read_text() for p in tmp_path.glob(f"{name}-*.log")).splitlines()
         top = "shared objects file (top)"
         mapped.append([ln for ln in lines if "org.apache.spark." in ln and top in ln])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ def _dead_pid() -> int:
 def _recorded(folder: Path, key: str, body: bytes, pid: int | None = None) -> Path:
     """A partial archive as a session leaves it: the file and, beside it, its JVM and class path."""
     options, partial = class_data.archive_options(folder, key, "")
-    assert partial is not None and options == f"-XX:ArchiveClassesAtExit={partial}"
+    assert partial is not None and options.split()[0] == f"-XX:ArchiveClassesAtExit={partial}"
     class_data.note_recording(partial, pid or _dead_pid(), CLASS_PATH)
     partial.write_bytes(body)
     return partial
@@ -56,10 +58,11 @@ def test_a_recording_in_progress_is_left_alone_and_not_doubled(tmp_path: Path) -
     """A JVM still running (or writing as it exits): its file is not checked, nor recorded again."""
     _, partial = class_data.archive_options(tmp_path, "k", "")
     assert partial is not None
-    jvm = subprocess.Popen(
-        ["sleep", "30", partial.name]
-    )  # a process naming the partial, as the JVM
+    jvm = subprocess.Popen(  # a process naming the partial on its command line, as the JVM does
+        [sys.executable, "-c", "import time; time.sleep(30)", partial.name]
+    )
     try:
+        _until_exec(jvm.pid, partial.name)  # a real JVM has run for seconds by then
         class_data.note_recording(partial, jvm.pid, CLASS_PATH)
         partial.write_bytes(b"half written")
         assert class_data.archive_options(tmp_path, "k", "") == ("", None)
@@ -71,13 +74,18 @@ def test_a_recording_in_progress_is_left_alone_and_not_doubled(tmp_path: Path) -
     assert not partial.exists()
 
 
+def _until_exec(pid: int, name: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while name.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the stand-in process did not start"
+        time.sleep(0.01)
+
+
 def test_an_archive_of_another_size_than_checked_is_not_mapped(tmp_path: Path) -> None:
     (tmp_path / "k.jsa").write_bytes(b"x" * 100)
     (tmp_path / "k.size").write_text("100")
-    assert (
-        class_data.archive_options(tmp_path, "k", "")[0]
-        == f"-XX:SharedArchiveFile={tmp_path / 'k.jsa'}"
-    )
+    options, _ = class_data.archive_options(tmp_path, "k", "")
+    assert options.split()[0] == f"-XX:SharedArchiveFile={tmp_path / 'k.jsa'}"
     with open(tmp_path / "k.jsa", "r+b") as f:
         f.truncate(50)
     options, partial = class_data.archive_options(tmp_path, "k", "")
