@@ -265,15 +265,13 @@ def run(ctx: Ctx) -> list[Row]:
                              timeout_s=3600)["cold"]  # fmt: skip
         ctx.say("scoring: runlake score (the CLI), process start to exit; the same without Spark")
         cli = str(Path(sys.executable).with_name("runlake"))
-        cli_s, out = _timed([cli, "--tracking-uri", server.uri, "score", "--model", args["model"],
-                             "--input", args["data"], "--output", str(tmp / "cli"),
-                             "--print", "json"], _env(runlake_env()))  # fmt: skip
+        score = [cli, "--tracking-uri", server.uri, "score", "--model", args["model"],
+                 "--input", args["data"], "--print", "json"]  # fmt: skip
+        cli_s, out = _timed([*score, "--output", str(tmp / "cli")], _env(runlake_env()))
         cli_job = json.loads(out)[0]
         ctx.say("scoring: runlake score again, its JVM without the class-data archive")
         off = {**_env(runlake_env()), "RUNLAKE_SPARK_CLASS_DATA": "off"}
-        cli_off_s, _ = _timed([cli, "--tracking-uri", server.uri, "score", "--model", args["model"],
-                               "--input", args["data"], "--output", str(tmp / "cli-off"),
-                               "--print", "json"], off)  # fmt: skip
+        cli_off_s, _ = _timed([*score, "--output", str(tmp / "cli-off")], off)
         plain_s, _ = _timed([sys.executable, "-c", PLAIN, args["model"], args["data"],
                              str(tmp / "plain.parquet")], _env(runlake_env()))  # fmt: skip
     cold, warm = jobs["cold"], jobs["warm"]

@@ -29,15 +29,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["archive_options", "note_recording", "promote"]
+__all__ = ["archive_options", "folder", "note_recording", "promote"]
+
+log = logging.getLogger(__name__)
 
 #: recordings that may fail (killed JVMs) before a key is given up
 MAX_FAILURES = 3
@@ -46,6 +50,24 @@ _CHECK_TIMEOUT_S = 60
 #: the JVM logs CDS warnings to stdout (hundreds of lines as it writes an archive: classes it
 #: cannot store), which would land in a command's own output (``runlake sweep -o json``)
 _QUIET = "-Xlog:cds*=off"
+
+
+def folder(default: Path) -> Path | None:
+    """Where the archives live: ``RUNLAKE_SPARK_CLASS_DATA`` (an absolute path, or ``off``).
+
+    A value that is neither is reported and the JVM starts without an archive: a cache
+    setting does not fail the user's job.
+    """
+    setting = os.environ.get("RUNLAKE_SPARK_CLASS_DATA", "").strip()
+    if not setting:
+        return default
+    if setting.lower() in ("off", "0", "false", "no"):
+        return None
+    if not os.path.isabs(setting):
+        log.warning("RUNLAKE_SPARK_CLASS_DATA=%r is neither 'off' nor an absolute path: the "
+                    "Spark JVM starts without a class-data archive", setting)  # fmt: skip
+        return None
+    return Path(setting)
 
 
 def java_binary() -> Path | None:
@@ -64,18 +86,20 @@ def archive_key(java: Path, class_path: str, spark_jars: Path | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
-def archive_options(folder: Path, key: str, user_options: str) -> tuple[str, Path | None]:
+def archive_options(where: Path, key: str, user_options: str) -> tuple[str, Path | None]:
     """(the JVM options to add, the partial archive this session records, if it does)."""
     if any(flag in user_options for flag in _OWN_FLAGS):
         return "", None
-    folder.mkdir(parents=True, exist_ok=True)
-    promote(folder, key)
-    final = folder / f"{key}.jsa"
+    where.mkdir(parents=True, exist_ok=True)
+    promote(where, key)
+    final = where / f"{key}.jsa"
     if _usable(final):
         return f"-XX:SharedArchiveFile={final} {_QUIET}", None
-    if (folder / f"{key}.unsupported").exists() or _recording(folder, key):
+    if (where / f"{key}.unsupported").exists() or any(
+        alive for *_, alive in _recordings(where, key)
+    ):
         return "", None
-    partial = folder / f"{key}.{uuid.uuid4().hex[:12]}.partial"
+    partial = where / f"{key}.{uuid.uuid4().hex[:12]}.partial"
     return f"-XX:ArchiveClassesAtExit={partial} {_QUIET}", partial
 
 
@@ -84,13 +108,11 @@ def note_recording(partial: Path, pid: int, class_path: str) -> None:
     _meta(partial).write_text(json.dumps({"pid": pid, "class_path": class_path}))
 
 
-def promote(folder: Path, key: str) -> None:
+def promote(where: Path, key: str) -> None:
     """Check each finished recording of ``key``; move a good one into place, delete the rest."""
-    final = folder / f"{key}.jsa"
-    for meta_file in sorted(folder.glob(f"{key}.*.partial.json")):
-        partial = meta_file.with_name(meta_file.name.removesuffix(".json"))
-        meta = _read_meta(partial)
-        if meta is not None and _alive(int(meta["pid"]), partial):
+    final = where / f"{key}.jsa"
+    for meta_file, partial, meta, alive in _recordings(where, key):
+        if alive:
             continue  # the JVM runs, or is writing the archive as it exits
         if _usable(final):
             partial.unlink(missing_ok=True)  # another session's recording got there first
@@ -99,8 +121,16 @@ def promote(folder: Path, key: str) -> None:
             final.with_suffix(".size").write_text(str(final.stat().st_size))
         else:  # killed before or while writing it, or a JVM that cannot map it
             partial.unlink(missing_ok=True)
-            _failed(folder, key)
+            _failed(where, key)
         meta_file.unlink(missing_ok=True)
+
+
+def _recordings(where: Path, key: str) -> Iterator[tuple[Path, Path, dict[str, Any] | None, bool]]:
+    """Each noted recording of ``key``: (its note, its partial, the note read, JVM alive)."""
+    for meta_file in sorted(where.glob(f"{key}.*.partial.json")):
+        partial = meta_file.with_name(meta_file.name.removesuffix(".json"))
+        meta = _read_meta(partial)
+        yield meta_file, partial, meta, meta is not None and _alive(int(meta["pid"]), partial)
 
 
 def _usable(final: Path) -> bool:
@@ -110,16 +140,6 @@ def _usable(final: Path) -> bool:
         return final.stat().st_size == int(size.read_text())
     except (OSError, ValueError):
         return False
-
-
-def _recording(folder: Path, key: str) -> bool:
-    """Whether a JVM of another session is recording this key now."""
-    for meta_file in folder.glob(f"{key}.*.partial.json"):
-        partial = meta_file.with_name(meta_file.name.removesuffix(".json"))
-        meta = _read_meta(partial)
-        if meta is not None and _alive(int(meta["pid"]), partial):
-            return True
-    return False
 
 
 def _check(partial: Path, class_path: str) -> bool:
@@ -140,15 +160,15 @@ def _check(partial: Path, class_path: str) -> bool:
     return proc.returncode == 0
 
 
-def _failed(folder: Path, key: str) -> None:
-    counter = folder / f"{key}.failures"
+def _failed(where: Path, key: str) -> None:
+    counter = where / f"{key}.failures"
     try:
         failures = int(counter.read_text()) + 1
     except (OSError, ValueError):
         failures = 1
     counter.write_text(str(failures))
     if failures >= MAX_FAILURES:
-        (folder / f"{key}.unsupported").write_text(f"{failures} recordings failed the check\n")
+        (where / f"{key}.unsupported").write_text(f"{failures} recordings failed the check\n")
 
 
 def _alive(pid: int, partial: Path) -> bool:

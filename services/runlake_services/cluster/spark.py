@@ -10,6 +10,7 @@ source. pyspark is imported only when a session is built.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -23,15 +24,9 @@ from runlake_services.cluster.services import S3Settings, install_spark_jars
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = [
-    "add_class_data",
-    "class_data_dir",
-    "is_local",
-    "note_class_data",
-    "spark_conf",
-    "spark_jars",
-    "spark_session",
-]
+log = logging.getLogger(__name__)
+
+__all__ = ["build_session", "is_local", "spark_conf", "spark_jars", "spark_session"]
 
 # Jar groups by artifact name; anything not named here (Delta and its deps) is always used.
 _KAFKA_JARS = (
@@ -186,60 +181,58 @@ def spark_session(
         # PySpark starts its Python workers with $PYSPARK_PYTHON (default: python3 on the
         # PATH), not spark.pyspark.python: without this, UDFs would run outside this venv.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        partial = add_class_data(conf)
-        builder = SparkSession.builder
-        for key, value in conf.items():
-            builder = builder.config(key, value)
-        session = builder.getOrCreate()
-        note_class_data(session, partial)
+        session = build_session(conf)
     if s3 is not None:
         _set_s3a_keys(session, s3)
     return session
 
 
-def class_data_dir() -> Path | None:
-    """Where the driver JVM's class-data archives live; None when RUNLAKE_SPARK_CLASS_DATA=off."""
-    setting = os.environ.get("RUNLAKE_SPARK_CLASS_DATA", "").strip()
-    if setting.lower() in ("off", "0", "false", "no"):
-        return None
-    return Path(setting) if setting else runlake_dir() / "spark" / "class-data"
+def build_session(conf: Mapping[str, str]) -> SparkSession:
+    """Launch a session from ``conf``, its driver JVM mapping a class-data archive.
 
-
-def add_class_data(conf: dict[str, str]) -> Path | None:
-    """Add the class-data archive's options to the driver's, for a JVM not yet launched.
-
-    Returns the partial archive this session's JVM records, if it does: hand it, with the
-    session, to :func:`note_class_data`. Any session builder can use the pair (the sweeps'
-    default session does).
+    The archive (``class_data``, decision 0020) is recorded by the first session of a java
+    and class path and mapped by the later ones; ``RUNLAKE_SPARK_CLASS_DATA`` moves it or
+    turns it off. Every session runlake launches goes through here (the sweeps' default one
+    too).
     """
+    from pyspark.sql import SparkSession
+
+    conf = dict(conf)
+    partial = _add_class_data(conf)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    if partial is not None:  # the check of the recording needs the JVM's pid and class path
+        jvm = session.sparkContext._jvm
+        assert jvm is not None
+        class_data.note_recording(
+            partial, int(jvm.java.lang.ProcessHandle.current().pid()),
+            str(jvm.java.lang.System.getProperty("java.class.path")),
+        )  # fmt: skip
+    return session
+
+
+def _add_class_data(conf: dict[str, str]) -> Path | None:
+    """Add the archive's options to the driver's; the partial archive it records, if any."""
     import pyspark
 
-    folder, java = class_data_dir(), class_data.java_binary()
-    if folder is None or java is None:
+    where = class_data.folder(runlake_dir() / "spark" / "class-data")
+    java = class_data.java_binary()
+    if where is None or java is None:
         return None
     key = class_data.archive_key(
         java, conf.get("spark.driver.extraClassPath", ""), Path(pyspark.__file__).parent / "jars"
     )
     user = conf.get("spark.driver.extraJavaOptions", "")
     try:
-        options, partial = class_data.archive_options(folder, key, user)
-    except OSError:  # a read-only checkout, a full disk: start without it
+        options, partial = class_data.archive_options(where, key, user)
+    except OSError as exc:  # a read-only checkout, a full disk, a file in the way
+        log.warning("class-data archive in %s: %s; the Spark JVM starts without it", where, exc)
         return None
     if options:
         conf["spark.driver.extraJavaOptions"] = f"{options} {user}".strip()  # the user's last
     return partial
-
-
-def note_class_data(session: SparkSession, partial: Path | None) -> None:
-    """Beside a recording: the JVM's pid and exact class path, which the check needs."""
-    if partial is None:
-        return
-    jvm = session.sparkContext._jvm
-    assert jvm is not None
-    class_data.note_recording(
-        partial, int(jvm.java.lang.ProcessHandle.current().pid()),
-        str(jvm.java.lang.System.getProperty("java.class.path")),
-    )  # fmt: skip
 
 
 def _check_jvm_class_path(jars: list[Path]) -> None:

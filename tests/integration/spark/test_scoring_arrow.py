@@ -300,6 +300,7 @@ def test_the_model_is_loaded_once_per_python_worker(
 def test_a_model_that_cannot_load_fails_the_job_and_leaves_nothing_running(
     local_spark: SparkSession, tracking: str, tmp_path: Path
 ) -> None:
+    runlake.set_experiment(f"cannot-load-{uuid.uuid4().hex[:8]}")
     with runlake.start_run():
         info = runlake.pyfunc.log_model(FailsToLoad(), "m",
                                         input_example=pd.DataFrame({"a": [1.0]}))  # fmt: skip

@@ -116,12 +116,42 @@ def test_meta_of_a_recording_names_its_jvm(tmp_path: Path) -> None:
     assert meta == {"pid": os.getpid(), "class_path": CLASS_PATH}
 
 
-def test_the_folder_is_the_settings_and_off_turns_it_off(
+def test_the_folder_is_the_setting_and_off_turns_it_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runlake_services.cluster.spark import class_data_dir
-
+    default = tmp_path / "default"
+    monkeypatch.delenv("RUNLAKE_SPARK_CLASS_DATA", raising=False)
+    assert class_data.folder(default) == default
     monkeypatch.setenv("RUNLAKE_SPARK_CLASS_DATA", str(tmp_path))
-    assert class_data_dir() == tmp_path
+    assert class_data.folder(default) == tmp_path
     monkeypatch.setenv("RUNLAKE_SPARK_CLASS_DATA", "off")
-    assert class_data_dir() is None
+    assert class_data.folder(default) is None
+
+
+@pytest.mark.parametrize("setting", ["on", "cds-here", "./relative"])
+def test_a_setting_that_is_no_folder_is_reported_by_name_and_nothing_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    setting: str,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNLAKE_SPARK_CLASS_DATA", setting)
+    with caplog.at_level("WARNING"):
+        assert class_data.folder(tmp_path / "default") is None
+    assert "RUNLAKE_SPARK_CLASS_DATA" in caplog.text and repr(setting) in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_made_is_reported_and_the_options_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runlake_services.cluster import spark
+
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    monkeypatch.setenv("RUNLAKE_SPARK_CLASS_DATA", str(in_the_way))
+    conf = {"spark.driver.extraJavaOptions": "-Xmx2g"}
+    with caplog.at_level("WARNING"):
+        assert spark._add_class_data(conf) is None
+    assert conf == {"spark.driver.extraJavaOptions": "-Xmx2g"}
+    assert str(in_the_way) in caplog.text and "starts without it" in caplog.text
+    assert in_the_way.read_text() == "not a folder"
